@@ -1,0 +1,60 @@
+"""`cpmon db upgrade`, `cpmon db current` and `cpmon seed`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from services.core.db import get_engine
+from services.core.logs import setup_logging
+from services.core.settings import get_settings
+
+
+def register(subparsers: Any) -> None:
+    db = subparsers.add_parser("db", help="database schema (Alembic)")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="create or upgrade the schema")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    current = db_sub.add_parser("current", help="print the schema revision")
+    current.set_defaults(func=cmd_db_current)
+
+    seed = subparsers.add_parser("seed", help="load a registry into an empty database")
+    seed.add_argument("--demo", action="store_true", help="the synthetic demo community")
+    seed.add_argument("--seed", type=int, default=2020, help="random seed of the demo")
+    seed.add_argument("--people", type=int, default=69_000, help="demo population")
+    seed.set_defaults(func=cmd_seed)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from services.core.migrate import upgrade
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    settings.ensure_var_dir()
+    upgrade(settings.database_url, args.revision)
+    print(f"schema at {args.revision} on {get_engine(settings.database_url).url!r}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from services.core.migrate import current_revision
+
+    settings = get_settings()
+    print(current_revision(get_engine(settings.database_url)) or "(empty database)")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from services.core.demo import generate_community
+    from services.core.seed import load_demo
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    if not args.demo:
+        print("cpmon seed: say what to load: --demo (CSV import: see `cpmon registry import`)")
+        return 2
+    community = generate_community(seed=args.seed, people=args.people)
+    counts = load_demo(get_engine(settings.database_url), community, settings.id_hash_secret)
+    print("loaded demo community: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0

@@ -1,0 +1,39 @@
+"""Every table of the one schema. Import this package so `SQLModel.metadata` is complete."""
+
+from services.core.models.events import (
+    CheckpointState,
+    CoverageRollup,
+    DeadLetter,
+    DeviceStatusEvent,
+    DutyEvent,
+    Passage,
+    Reading,
+    StaffPresence,
+)
+from services.core.models.registry import (
+    Checkpoint,
+    Pass,
+    Person,
+    Quarantine,
+    Site,
+    Staff,
+    Vehicle,
+)
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointState",
+    "CoverageRollup",
+    "DeadLetter",
+    "DeviceStatusEvent",
+    "DutyEvent",
+    "Pass",
+    "Passage",
+    "Person",
+    "Quarantine",
+    "Reading",
+    "Site",
+    "Staff",
+    "StaffPresence",
+    "Vehicle",
+]

@@ -1,0 +1,161 @@
+"""Settings, read from `CPM_*` environment variables and an optional `.env` file.
+
+Use `get_settings()` everywhere; tests override it by setting environment variables
+and calling `get_settings.cache_clear()`, or by passing a `Settings` explicitly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A secret that ships in the repository is no secret: refused outside demo mode.
+DEMO_ID_HASH_SECRET = "demo-only-not-a-secret"
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/checkpoint-monitor.db"
+
+
+class MqttEndpoint:
+    """The broker address parsed from `CPM_MQTT_URL`."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"CPM_MQTT_URL must start with mqtt:// or mqtts://, got {url!r}")
+        self.tls = parts.scheme == "mqtts"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+
+    def __repr__(self) -> str:  # never print the password
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CPM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- plumbing -------------------------------------------------------------------
+    demo_mode: bool = Field(
+        default=False,
+        description="Allow the built-in demo secret (`cpmon up --demo`). Never in production.",
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL. SQLite (embedded default, WAL mode) or "
+        "postgresql+psycopg://user:pass@host/db.",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL, mqtt://user:pass@host:1883 or mqtts:// for TLS.",
+    )
+    mqtt_ca_file: str | None = Field(default=None, description="CA bundle for mqtts://.")
+    topic_prefix: str = Field(default="cpm/v1", description="Prefix of every MQTT topic.")
+    id_hash_secret: str = Field(
+        default=DEMO_ID_HASH_SECRET,
+        description="Key of the HMAC-SHA256 of ID-card numbers. Required outside demo mode.",
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="The community's time zone (day buckets)."
+    )
+    log_level: str = Field(default="INFO", description="Logging level.")
+    log_json: bool = Field(default=False, description="Log one JSON object per line.")
+
+    # --- ingest ---------------------------------------------------------------------
+    ingest_client_id: str = Field(
+        default="cpm-ingest-1",
+        description="MQTT client id of this ingest process; keep it stable so its "
+        "persistent session (and what queued while it was down) survives restarts.",
+    )
+    ingest_shared_group: str | None = Field(
+        default="ingest",
+        description="Shared-subscription group ($share/<group>/...) so several ingest "
+        "processes split the load; empty for a plain subscription.",
+    )
+    ingest_session_expiry_s: int = Field(
+        default=0xFFFFFFFF,
+        description="How long the broker keeps ingest's session (and its queued messages) "
+        "while ingest is away; the default, 4294967295, means never expire.",
+    )
+    ingest_batch_size: int = Field(default=500, ge=1, le=10000)
+    ingest_batch_ms: int = Field(default=20, ge=1, le=5000)
+    ingest_queue_size: int = Field(
+        default=5000, ge=10, description="Messages held in memory before the broker waits."
+    )
+    ingest_receive_maximum: int = Field(
+        default=2000, ge=10, le=65535, description="QoS-1 messages the broker may have in flight."
+    )
+    max_payload_bytes: int = Field(default=8192, ge=256)
+    future_skew_s: int = Field(
+        default=300, description="An event stamped further in the future is clock-adjusted."
+    )
+    max_event_age_h: int = Field(
+        default=72, description="An event stamped longer ago than this is clock-adjusted."
+    )
+
+    # --- rules ----------------------------------------------------------------------
+    fever_threshold_c: float = Field(default=37.3, description="Fever at or above (°C).")
+    plausible_min_c: float = Field(default=30.0)
+    plausible_max_c: float = Field(default=45.0)
+    screening_window_s: int = Field(
+        default=30, description="An unclaimed reading within ± this screens a passage."
+    )
+    min_staff_default: int = Field(default=1, ge=0)
+    staffing_grace_s: int = Field(default=300)
+    device_silence_s: int = Field(default=90)
+    clock_skew_alert_s: int = Field(default=120)
+    recheck_window_s: int = Field(default=600)
+    escalate_critical_s: int = Field(default=120)
+    escalate_major_s: int = Field(default=600)
+    escalate_warning_s: int = Field(default=1800)
+
+    # --- api ------------------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1")
+    api_port: int = Field(default=8000)
+    retention_days: int = Field(default=0, ge=0, description="Delete raw rows older (0: keep).")
+
+    @model_validator(mode="after")
+    def _refuse_demo_secret(self) -> Settings:
+        if not self.demo_mode and self.id_hash_secret == DEMO_ID_HASH_SECRET:
+            raise ValueError(
+                "CPM_ID_HASH_SECRET is left at its demo value; set a secret of your own "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`) "
+                "or run in demo mode (CPM_DEMO_MODE=true)."
+            )
+        if len(self.id_hash_secret) < 16:
+            raise ValueError("CPM_ID_HASH_SECRET must be at least 16 characters long")
+        MqttEndpoint(self.mqtt_url)  # validate early, with a clear message
+        self.topic_prefix = self.topic_prefix.strip("/")
+        return self
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        return MqttEndpoint(self.mqtt_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def ensure_var_dir(self) -> None:
+        """Create the directory of a SQLite file so the default works on a fresh clone."""
+        if self.is_sqlite and ":///" in self.database_url:
+            path = self.database_url.split(":///", 1)[1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

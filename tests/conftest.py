@@ -1,0 +1,146 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL) and the real broker.
+
+- `database_url` runs a test once per engine in CPM_TEST_DATABASES (default both),
+  each test on a fresh, migrated database of its own.
+- `mqtt_url` is the broker on 127.0.0.1:1883 (CPM_TEST_MQTT_URL to change it);
+  `topic_prefix` keeps each test's topics apart from every other test's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.core.db import dispose_engines, make_engine
+from services.core.demo import DemoCommunity, generate_community
+from services.core.migrate import upgrade
+from services.core.seed import load_demo
+from services.core.settings import Settings
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+PG_ADMIN_URL = os.environ.get(
+    "CPM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MQTT_URL = os.environ.get("CPM_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+DATABASES = [
+    name.strip() for name in os.environ.get("CPM_TEST_DATABASES", "sqlite,postgres").split(",")
+]
+
+
+def _pg_admin() -> Engine:
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(database: str) -> str:
+    return make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tmpl") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"cpm_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    upgrade(_pg_url(name))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database migrated to head, on each engine in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "cpm.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    elif request.param == "postgres":
+        template = request.getfixturevalue("pg_template")
+        name = f"cpm_t_{uuid.uuid4().hex[:12]}"
+        admin = _pg_admin()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        yield _pg_url(name)
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        raise ValueError(f"unknown test database {request.param!r}")
+    dispose_engines()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"test/{uuid.uuid4().hex[:10]}/cpm/v1"
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    parts = urlsplit(MQTT_URL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 1883), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"no MQTT broker at {MQTT_URL} ({exc}); start mosquitto (see .ci/run)")
+    return MQTT_URL
+
+
+@pytest.fixture
+def make_settings(database_url: str, topic_prefix: str) -> Any:
+    """Settings for this test's database and topics, with overrides."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "mqtt_url": MQTT_URL,
+            "topic_prefix": topic_prefix,
+            "id_hash_secret": TEST_SECRET,
+            "ingest_client_id": f"test-ingest-{uuid.uuid4().hex[:8]}",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_community() -> DemoCommunity:
+    """A small, deterministic community: 102 checkpoints, 400 people."""
+    return generate_community(seed=7, people=400, vehicles=40, quarantined=6)
+
+
+@pytest.fixture
+def seeded_engine(engine: Engine, small_community: DemoCommunity) -> Engine:
+    load_demo(engine, small_community, TEST_SECRET)
+    return engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
