@@ -1,4 +1,4 @@
-"""core schema: registry, events, roll-ups, dead letters
+"""core schema
 
 Revision ID: 0001
 Revises:
@@ -155,7 +155,7 @@ def upgrade() -> None:
         ),
         sa.Column("checkpoint_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("ts", services.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("received_at", services.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("device_ts", services.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("firmware", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.ForeignKeyConstraint(
@@ -163,7 +163,7 @@ def upgrade() -> None:
             ["checkpoint.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("checkpoint_id", "ts", "state", name="uq_status_event"),
+        sa.UniqueConstraint("checkpoint_id", "device_ts", "state", name="uq_status_event"),
     )
     with op.batch_alter_table("device_status_event", schema=None) as batch_op:
         batch_op.create_index("ix_status_cp_ts", ["checkpoint_id", "ts"], unique=False)

@@ -152,18 +152,24 @@ def generate_community(
                 )
     seen_ids: set[str] = set()
     quarantine_picks = set(rng.sample(range(people), min(quarantined, people)))
+    # exact shares (at least one each when asked for), so even a small community has them
+    picks = rng.sample(
+        range(people), min(people, 2 + round(people * (expired_share + revoked_share)))
+    )
+    expired_count = max(1, round(people * expired_share)) if expired_share > 0 else 0
+    expired_picks = set(picks[:expired_count])
+    revoked_picks = set(picks[expired_count:]) if revoked_share > 0 else set()
     for index in range(people):
         id_number = make_resident_id(rng)
         while id_number in seen_ids:
             id_number = make_resident_id(rng)
         seen_ids.add(id_number)
         site = rng.choices(community.sites, weights)[0]
-        roll = rng.random()
         pass_state = (
             "expired"
-            if roll < expired_share
+            if index in expired_picks
             else "revoked"
-            if roll < expired_share + revoked_share
+            if index in revoked_picks
             else "valid"
         )
         community.people.append(

@@ -59,6 +59,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_KIND = "unknown_kind"
     UNKNOWN_CHECKPOINT = "unknown_checkpoint"
     BAD_TOPIC = "bad_topic"
+    STORE_ERROR = "store_error"  # valid-looking, yet the database refused it
 
 
 class SiteKind(StrEnum):

@@ -64,7 +64,7 @@ def device_topic(prefix: str, checkpoint_id: str, kind: str) -> str:
 
 def device_subscription(prefix: str) -> str:
     """Everything every device publishes."""
-    return f"{prefix}/cp/+/+"
+    return f"{prefix}/cp/#"  # wider than the valid topics, so bad ones are dead-lettered
 
 
 def alerts_topic(prefix: str, checkpoint_id: str) -> str:
@@ -183,6 +183,9 @@ def decode_payload(payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[s
         raise ProtocolError(
             DeadLetterReason.NOT_UTF8, f"payload is not UTF-8 (byte {exc.start})"
         ) from None
+    if "\x00" in text or "\\u0000" in text:
+        # PostgreSQL cannot store NUL in text, and no field of ours needs one
+        raise ProtocolError(DeadLetterReason.SCHEMA, "payload contains a NUL character")
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:

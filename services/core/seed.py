@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from services.core.db import utcnow
 from services.core.demo import (
@@ -28,14 +28,10 @@ from services.core.models import (
     Staff,
     Vehicle,
 )
+from services.core.utils import table_of
 
 log = logging.getLogger(__name__)
 CHUNK = 5_000
-
-
-def _table(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
 
 
 def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -51,7 +47,7 @@ def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def registry_is_empty(engine: Engine) -> bool:
     with engine.connect() as conn:
-        return not conn.execute(select(func.count()).select_from(_table(Site))).scalar_one()
+        return not conn.execute(select(func.count()).select_from(table_of(Site))).scalar_one()
 
 
 def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> dict[str, int]:
@@ -61,14 +57,14 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(
-            insert(_table(Site)),
+            insert(table_of(Site)),
             [
                 {"id": s.id, "name": s.name, "name_zh": s.name_zh, "kind": s.kind}
                 for s in community.sites
             ],
         )
         conn.execute(
-            insert(_table(Checkpoint)),
+            insert(table_of(Checkpoint)),
             [
                 {
                     "id": cp.id,
@@ -83,11 +79,11 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             ],
         )
         conn.execute(
-            insert(_table(CheckpointState)),
+            insert(table_of(CheckpointState)),
             [{"checkpoint_id": cp.id, "device_state": "unknown"} for cp in community.checkpoints],
         )
         conn.execute(
-            insert(_table(Staff)),
+            insert(table_of(Staff)),
             [
                 {"id": s.id, "name": s.name, "site_id": s.site_id, "role": s.role, "active": True}
                 for s in community.staff
@@ -107,7 +103,7 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             }
             for p in community.people
         ):
-            conn.execute(insert(_table(Person)), chunk)
+            conn.execute(insert(table_of(Person)), chunk)
         for chunk in _chunks(
             {
                 "person_id": p.index + 1,
@@ -119,9 +115,9 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             }
             for p in community.people
         ):
-            conn.execute(insert(_table(Pass)), chunk)
+            conn.execute(insert(table_of(Pass)), chunk)
         conn.execute(
-            insert(_table(Vehicle)),
+            insert(table_of(Vehicle)),
             [
                 {
                     "plate": v.plate,
@@ -143,7 +139,7 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             if p.quarantined
         ]
         if quarantines:
-            conn.execute(insert(_table(Quarantine)), quarantines)
+            conn.execute(insert(table_of(Quarantine)), quarantines)
         if conn.dialect.name == "postgresql":
             # explicit ids were inserted: move the sequence past them
             conn.exec_driver_sql(

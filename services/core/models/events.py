@@ -118,14 +118,16 @@ class DeviceStatusEvent(SQLModel, table=True):
 
     __tablename__ = "device_status_event"
     __table_args__ = (
-        UniqueConstraint("checkpoint_id", "ts", "state", name="uq_status_event"),
+        UniqueConstraint("checkpoint_id", "device_ts", "state", name="uq_status_event"),
         Index("ix_status_cp_ts", "checkpoint_id", "ts"),
     )
 
     id: int | None = Field(default=None, sa_column=_big_pk())
     checkpoint_id: str = Field(foreign_key="checkpoint.id", max_length=64)
-    ts: datetime = Field(sa_type=UTCDateTime)
-    received_at: datetime = Field(sa_type=UTCDateTime)
+    # A will message carries the time the device connected, not the time it dropped,
+    # so the history is ordered by when the broker told us (`ts` = received time).
+    ts: datetime = Field(sa_type=UTCDateTime, description="when ingest received it")
+    device_ts: datetime = Field(sa_type=UTCDateTime, description="the device's own stamp")
     state: str = Field(max_length=8)
     firmware: str | None = Field(default=None, max_length=64)
 

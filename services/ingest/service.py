@@ -1,0 +1,257 @@
+"""The ingest service: MQTT in, committed rows out, acknowledged only after commit.
+
+Two threads: paho's network thread puts each message on a bounded queue (when it is
+full the network thread waits, so the broker holds the rest: backpressure, not an
+unbounded buffer); the writer thread takes batches, commits them, and only then sends
+the PUBACKs. A message that was never acknowledged is redelivered by the broker, and
+the unique (checkpoint, msg_id) keys store it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import Engine
+
+from services.core.db import get_engine, utcnow
+from services.core.mqtt import configure_client
+from services.core.protocol import committed_topic, device_subscription
+from services.core.settings import Settings
+from services.ingest.batch import BatchProcessor, is_transient
+from services.ingest.routes import Inbound
+from services.ingest.store import BatchOutcome
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    acked: int = 0
+    db_retries: int = 0
+
+    def add(self, outcome: BatchOutcome) -> None:
+        self.stored += sum(outcome.stored.values())
+        self.duplicates += outcome.duplicates
+        self.dead_letters += outcome.dead_letters
+        self.batches += 1
+
+
+def subscription_topic(settings: Settings) -> str:
+    topic = device_subscription(settings.topic_prefix)
+    group = settings.ingest_shared_group
+    return f"$share/{group}/{topic}" if group else topic
+
+
+class IngestService:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or get_engine(settings.database_url)
+        self.processor = BatchProcessor(self.engine, settings)
+        self.stats = IngestStats()
+        self.database_ok = True
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_size)
+        self._generation = 0
+        self._subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._busy = False
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.client = self._make_client()
+
+    # --- MQTT side --------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.ingest_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,  # PUBACK only after commit
+        )
+        configure_client(client, self.settings)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect_properties(self) -> Properties:
+        properties = Properties(PacketTypes.CONNECT)
+        # a persistent session: what devices publish while ingest is away is queued
+        properties.SessionExpiryInterval = self.settings.ingest_session_expiry_s
+        # without this the broker keeps only ~20 unacknowledged messages in flight
+        properties.ReceiveMaximum = self.settings.ingest_receive_maximum
+        return properties
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        self._generation += 1
+        topic = subscription_topic(self.settings)
+        log.info(
+            "connected to %r (session present: %s); subscribing to %s",
+            self.settings.mqtt,
+            flags.session_present,
+            topic,
+        )
+        client.subscribe(topic, options=SubscribeOptions(qos=1))
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failures = [rc for rc in reason_codes if isinstance(rc, ReasonCode) and rc.is_failure]
+        if failures:
+            log.error("subscription refused: %s", failures)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acknowledged: the broker redelivers it to the next session
+        inbound = Inbound(
+            message.topic,
+            bytes(message.payload),
+            utcnow(),
+            message.mid,
+            message.qos,
+            self._generation,
+        )
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(inbound, timeout=0.5)  # waits when full: backpressure
+                self.stats.received += 1
+                return
+            except queue.Full:
+                continue
+
+    # --- writer side ------------------------------------------------------------------
+    def _next_batch(self) -> list[Inbound]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
+        while len(batch) < self.settings.ingest_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else
+                             self._queue.get_nowait())  # fmt: skip
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                if self._stopping.is_set():
+                    return
+                continue
+            self._busy = True
+            try:
+                outcome = self._commit(batch)
+                if outcome is None:  # stopping while the database is down
+                    return
+                self._acknowledge(batch)
+                self.stats.add(outcome)
+                if outcome.newest_ids:
+                    self.client.publish(
+                        committed_topic(self.settings.topic_prefix),
+                        json.dumps(outcome.newest_ids),
+                        qos=0,
+                    )
+            finally:
+                self._busy = False
+
+    def _commit(self, batch: list[Inbound]) -> BatchOutcome | None:
+        """Commit the batch, retrying while the database is unavailable."""
+        backoff = 0.5
+        while True:
+            try:
+                outcome = self.processor.process(batch)
+            except Exception as error:
+                if not is_transient(error):
+                    # a bug, not bad data (that is dead-lettered): keep the messages
+                    # unacknowledged and retry, rather than lose them or crash
+                    log.exception("unexpected error storing a batch of %d", len(batch))
+                self.database_ok = False
+                self.stats.db_retries += 1
+                log.warning(
+                    "database unavailable (%s); holding %d message(s) unacknowledged, "
+                    "retrying in %.1f s",
+                    type(error).__name__,
+                    len(batch) + self._queue.qsize(),
+                    backoff,
+                )
+                if self._stopping.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if not self.database_ok:
+                log.info("database available again; resuming")
+                self.database_ok = True
+            return outcome
+
+    def _acknowledge(self, batch: list[Inbound]) -> None:
+        generation = self._generation
+        for item in batch:
+            # an ack on a newer connection would be for another message: the old one is
+            # redelivered instead, and recognised as a duplicate
+            if item.qos > 0 and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+                self.stats.acked += 1
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> None:
+        """Connect, subscribe and start writing; returns once subscribed."""
+        endpoint = self.settings.mqtt
+        self._writer.start()
+        self.client.connect_async(
+            endpoint.host, endpoint.port, keepalive=30, clean_start=False,
+            properties=self._connect_properties(),
+        )  # fmt: skip
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"could not subscribe at {endpoint!r} within {timeout:.0f} s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking messages, commit and acknowledge what was received, disconnect."""
+        self._stopping.set()
+        self._writer.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_idle(self, quiet_s: float = 0.3, timeout: float = 30.0) -> bool:
+        """True once nothing has arrived or been written for `quiet_s` (for tests)."""
+        deadline = time.monotonic() + timeout
+        last = (-1, -1)
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            current = (self.stats.received, self.stats.batches)
+            if current != last or self._busy or not self._queue.empty():
+                last, quiet_since = current, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,502 @@
+"""Writing one batch: registry look-ups, inserts that ignore redeliveries, screening
+links, roll-up counters and live checkpoint state, all in the caller's transaction.
+
+Everything is set-based (a handful of statements per batch, whatever its size), and
+works the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, case, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.core.enums import PassageKind, Registration
+from services.core.identity import hash_id, normalize_id, redact
+from services.core.models import (
+    Checkpoint,
+    CheckpointState,
+    CoverageRollup,
+    DeadLetter,
+    DeviceStatusEvent,
+    DutyEvent,
+    Pass,
+    Passage,
+    Person,
+    Quarantine,
+    Reading,
+    Site,
+    StaffPresence,
+    Vehicle,
+)
+from services.core.models.events import ROLLUP_COUNTERS
+from services.core.models.registry import normalize_plate
+from services.core.protocol import EntryMessage
+from services.core.utils import table_of
+from services.ingest.routes import Accepted, BatchPlan, RegistryView, Rejected
+from services.ingest.rules import (
+    OpenPassage,
+    OpenReading,
+    PassRecord,
+    QuarantineWindow,
+    ScreeningMatch,
+    hour_bucket,
+    match_screenings,
+)
+
+DEAD_LETTER_PAYLOAD_CHARS = 2048
+SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
+
+passage_t = table_of(Passage)
+reading_t = table_of(Reading)
+duty_t = table_of(DutyEvent)
+status_t = table_of(DeviceStatusEvent)
+state_t = table_of(CheckpointState)
+presence_t = table_of(StaffPresence)
+rollup_t = table_of(CoverageRollup)
+dead_letter_t = table_of(DeadLetter)
+
+
+@dataclass
+class BatchOutcome:
+    stored: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    dead_letters: int = 0
+    screened: int = 0
+    newest_ids: dict[str, int] = field(default_factory=dict)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def insert_new(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> list[Any]:
+    """Insert rows, skipping any whose key is already stored (a redelivery).
+    Returns (id, *keys) of the rows actually inserted."""
+    if not rows:
+        return []
+    statement = (
+        _insert(conn, table)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(table.c.id, *(table.c[k] for k in keys))
+    )
+    return list(conn.execute(statement, list(rows)).all())
+
+
+# --- registry --------------------------------------------------------------------------
+def load_checkpoints(conn: Connection, default_threshold: float) -> dict[str, float]:
+    """Every checkpoint with its fever threshold (site override or the default)."""
+    checkpoint, site = table_of(Checkpoint), table_of(Site)
+    rows = conn.execute(
+        select(checkpoint.c.id, site.c.fever_threshold_c).join(
+            site, site.c.id == checkpoint.c.site_id
+        )
+    )
+    thresholds = {row.id: row.fever_threshold_c or default_threshold for row in rows}
+    known_states = set(conn.execute(select(state_t.c.checkpoint_id)).scalars())
+    missing = [{"checkpoint_id": cp} for cp in thresholds if cp not in known_states]
+    if missing:
+        conn.execute(_insert(conn, state_t).on_conflict_do_nothing(), missing)
+    return thresholds
+
+
+def load_registry(
+    conn: Connection, accepted: Iterable[Accepted], secret: str, thresholds: dict[str, float]
+) -> RegistryView:
+    """The people, passes, vehicles and quarantines this batch's entries mention."""
+    id_hashes: set[str] = set()
+    codes: set[str] = set()
+    plates: set[str] = set()
+    for item in accepted:
+        entry = item.message
+        if not isinstance(entry, EntryMessage):
+            continue
+        if entry.kind is PassageKind.VEHICLE:
+            if entry.plate:
+                plates.add(normalize_plate(entry.plate))
+            continue
+        if entry.id_number and normalize_id(entry.id_number):
+            id_hashes.add(hash_id(secret, entry.id_number))
+        if entry.qr_pass:
+            codes.add(entry.qr_pass)
+    view = RegistryView(fever_thresholds=thresholds)
+    if id_hashes:
+        person = table_of(Person)
+        rows = conn.execute(
+            select(person.c.id_hash, person.c.id).where(person.c.id_hash.in_(id_hashes))
+        )
+        view.person_ids = {row.id_hash: row.id for row in rows}
+    if codes:
+        pass_t = table_of(Pass)
+        rows = conn.execute(select(pass_t).where(pass_t.c.code.in_(codes)))
+        view.passes = {
+            row.code: PassRecord(
+                row.id, row.person_id, row.valid_from, row.valid_until, row.revoked_at
+            )
+            for row in rows
+        }
+    person_ids = set(view.person_ids.values())
+    if person_ids:
+        quarantine = table_of(Quarantine)
+        rows = conn.execute(select(quarantine).where(quarantine.c.person_id.in_(person_ids)))
+        for row in rows:
+            window = QuarantineWindow(row.starts_at, row.ends_at, row.lifted_at)
+            view.quarantines.setdefault(row.person_id, []).append(window)
+    if plates:
+        vehicle = table_of(Vehicle)
+        rows = conn.execute(
+            select(vehicle.c.plate, vehicle.c.id, vehicle.c.active).where(
+                vehicle.c.plate.in_(plates)
+            )
+        )
+        view.vehicles = {row.plate: (row.id, row.active) for row in rows}
+    return view
+
+
+# --- dead letters ----------------------------------------------------------------------
+def dead_letter_row(rejected: Rejected) -> dict[str, Any]:
+    text = rejected.inbound.payload.decode("utf-8", errors="backslashreplace")
+    text = text.replace("\x00", "\\x00")  # PostgreSQL text cannot hold NUL
+    return {
+        "received_at": rejected.inbound.received_at,
+        "topic": redact(rejected.inbound.topic)[:512],
+        "checkpoint_id": rejected.checkpoint_id,
+        "kind": rejected.kind[:32] if rejected.kind else None,
+        "reason": rejected.reason.value,
+        "detail": redact(rejected.detail)[:500],
+        # redact before truncating, so a cut cannot leave half an ID unmasked
+        "payload": redact(text)[:DEAD_LETTER_PAYLOAD_CHARS],
+        "payload_bytes": len(rejected.inbound.payload),
+    }
+
+
+def write_dead_letters(conn: Connection, rejected: Sequence[Rejected]) -> int:
+    if rejected:
+        conn.execute(dead_letter_t.insert(), [dead_letter_row(r) for r in rejected])
+    return len(rejected)
+
+
+# --- the batch -------------------------------------------------------------------------
+def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> BatchOutcome:
+    """Write every row of the plan; count only what was new (redeliveries are skipped)."""
+    outcome = BatchOutcome(duplicates=plan.duplicates)
+    rollups: defaultdict[tuple[str, datetime], Counter[str]] = defaultdict(Counter)
+    activity: defaultdict[str, dict[str, datetime]] = defaultdict(dict)
+
+    def newest(table: str, ids: Iterable[int]) -> None:
+        top = max(ids, default=None)
+        if top is not None:
+            outcome.newest_ids[table] = max(top, outcome.newest_ids.get(table, 0))
+
+    def latest(checkpoint_id: str, column: str, ts: datetime) -> None:
+        current = activity[checkpoint_id].get(column)
+        if current is None or ts > current:
+            activity[checkpoint_id][column] = ts
+
+    # passages, then the readings their terminals measured
+    passage_rows = list(plan.passages.values())
+    inserted = insert_new(conn, passage_t, passage_rows, ("checkpoint_id", "msg_id"))
+    passage_ids = {(row.checkpoint_id, row.msg_id): row.id for row in inserted}
+    outcome.duplicates += len(passage_rows) - len(inserted)
+    new_open_passages: list[OpenPassage] = []
+    for key, passage_id in passage_ids.items():
+        row = plan.passages[key]
+        counts = rollups[(row["checkpoint_id"], hour_bucket(row["ts"]))]
+        counts["passages"] += 1
+        counts[f"{row['kind']}s_{row['direction']}"] += 1
+        counts["registered"] += row["registration"] == Registration.REGISTERED
+        counts["quarantine_passages"] += row["quarantined"]
+        counts["screened_persons"] += row["screened"]
+        latest(row["checkpoint_id"], "last_passage_at", row["ts"])
+        if row["kind"] == PassageKind.PERSON and not row["screened"]:
+            new_open_passages.append(
+                OpenPassage(passage_id, key[0], row["direction"], row["ts"], key[1])
+            )
+        if key in plan.entry_readings:
+            plan.entry_readings[key]["passage_id"] = passage_id if row["screened"] else None
+    outcome.stored["passage"] = len(inserted)
+    newest("passage", passage_ids.values())
+
+    entry_readings = [row for key, row in plan.entry_readings.items() if key in passage_ids]
+    reading_rows = entry_readings + list(plan.readings.values())
+    inserted = insert_new(conn, reading_t, reading_rows, ("checkpoint_id", "msg_id"))
+    outcome.duplicates += len(reading_rows) - len(inserted)
+    by_key = {(r["checkpoint_id"], r["msg_id"]): r for r in reading_rows}
+    new_open_readings: list[OpenReading] = []
+    screened_by_entry: list[dict[str, Any]] = []
+    for new in inserted:
+        row = by_key[(new.checkpoint_id, new.msg_id)]
+        counts = rollups[(row["checkpoint_id"], hour_bucket(row["ts"]))]
+        counts["readings"] += 1
+        counts["fevers"] += row["fever"]
+        counts["implausible_readings"] += row["implausible"]
+        latest(row["checkpoint_id"], "last_reading_at", row["ts"])
+        if row["passage_id"] is not None:
+            screened_by_entry.append({"p_id": row["passage_id"], "p_reading": new.id})
+        elif not row["implausible"] and row["source"] == "thermometer":
+            new_open_readings.append(
+                OpenReading(
+                    new.id, new.checkpoint_id, row["direction"], row["ts"], row["entry_msg_id"]
+                )
+            )
+    outcome.stored["reading"] = len(inserted)
+    newest("reading", (r.id for r in inserted))
+    if screened_by_entry:
+        conn.execute(
+            update(passage_t)
+            .where(passage_t.c.id == bindparam("p_id"))
+            .values(reading_id=bindparam("p_reading")),
+            screened_by_entry,
+        )
+
+    matches, screened_passages = link_screenings(
+        conn, new_open_passages, new_open_readings, screening_window_s
+    )
+    for match in matches:
+        passage = screened_passages[match.passage_id]
+        rollups[(passage.checkpoint_id, hour_bucket(passage.ts))]["screened_persons"] += 1
+    outcome.screened = len(matches)
+
+    duty_rows = list(plan.duty_events.values())
+    inserted = insert_new(conn, duty_t, duty_rows, ("checkpoint_id", "msg_id"))
+    outcome.duplicates += len(duty_rows) - len(inserted)
+    outcome.stored["duty_event"] = len(inserted)
+    newest("duty_event", (r.id for r in inserted))
+    update_presence(conn, [plan.duty_events[(r.checkpoint_id, r.msg_id)] for r in inserted])
+
+    status_rows = list(plan.status_events.values())
+    inserted = insert_new(conn, status_t, status_rows, ("checkpoint_id", "device_ts", "state"))
+    outcome.duplicates += len(status_rows) - len(inserted)
+    outcome.stored["device_status_event"] = len(inserted)
+    newest("device_status_event", (r.id for r in inserted))
+    new_states = {(r.checkpoint_id, r.device_ts, r.state) for r in inserted}
+    device_states = {
+        key[0]: row
+        for key, row in plan.status_events.items()
+        if (key[0], row["device_ts"], row["state"]) in new_states
+    }
+
+    add_rollups(conn, rollups)
+    update_checkpoint_state(conn, plan, activity, device_states)
+    return outcome
+
+
+def link_screenings(
+    conn: Connection,
+    new_passages: list[OpenPassage],
+    new_readings: list[OpenReading],
+    window_s: float,
+) -> tuple[list[ScreeningMatch], dict[int, OpenPassage]]:
+    """Match new unscreened passages and new unclaimed readings with each other and with
+    those already stored nearby, then record the links."""
+    if not new_passages and not new_readings:
+        return [], {}
+    if conn.dialect.name == "postgresql":
+        # two ingest processes must not give one reading to two passages
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCREENING_LOCK_KEY})")
+    window = timedelta(seconds=window_s)
+    times = [p.ts for p in new_passages] + [r.ts for r in new_readings]
+    lo, hi = min(times) - window, max(times) + window
+    checkpoints = {p.checkpoint_id for p in new_passages} | {r.checkpoint_id for r in new_readings}
+    open_passage = and_(
+        passage_t.c.checkpoint_id.in_(checkpoints),
+        passage_t.c.kind == PassageKind.PERSON.value,
+        passage_t.c.screened.is_(False),
+    )
+    open_reading = and_(
+        reading_t.c.checkpoint_id.in_(checkpoints),
+        reading_t.c.passage_id.is_(None),
+        reading_t.c.implausible.is_(False),
+        reading_t.c.source == "thermometer",
+    )
+    passage_cols = (
+        passage_t.c.id,
+        passage_t.c.checkpoint_id,
+        passage_t.c.direction,
+        passage_t.c.ts,
+        passage_t.c.msg_id,
+    )
+    reading_cols = (
+        reading_t.c.id,
+        reading_t.c.checkpoint_id,
+        reading_t.c.direction,
+        reading_t.c.ts,
+        reading_t.c.entry_msg_id,
+    )
+    passage_filters = [passage_t.c.ts.between(lo, hi)]
+    reading_filters = [reading_t.c.ts.between(lo, hi)]
+    named_entries = {(r.checkpoint_id, r.entry_msg_id) for r in new_readings if r.entry_msg_id}
+    if named_entries:  # a named entry may lie outside the window
+        passage_filters.append(
+            tuple_(passage_t.c.checkpoint_id, passage_t.c.msg_id).in_(named_entries)
+        )
+    new_msg_ids = {(p.checkpoint_id, p.msg_id) for p in new_passages}
+    if new_msg_ids:
+        reading_filters.append(
+            tuple_(reading_t.c.checkpoint_id, reading_t.c.entry_msg_id).in_(new_msg_ids)
+        )
+    passages = {
+        row.id: OpenPassage(*row)
+        for filter_ in passage_filters
+        for row in conn.execute(select(*passage_cols).where(open_passage, filter_))
+    }
+    readings = {
+        row.id: OpenReading(*row)
+        for filter_ in reading_filters
+        for row in conn.execute(select(*reading_cols).where(open_reading, filter_))
+    }
+    matches = match_screenings(list(passages.values()), list(readings.values()), window_s)
+    if matches:
+        conn.execute(
+            update(passage_t)
+            .where(passage_t.c.id == bindparam("p_id"), passage_t.c.screened.is_(False))
+            .values(screened=True, screening=bindparam("p_how"), reading_id=bindparam("p_reading")),
+            [
+                {"p_id": m.passage_id, "p_how": m.how.value, "p_reading": m.reading_id}
+                for m in matches
+            ],
+        )
+        conn.execute(
+            update(reading_t)
+            .where(reading_t.c.id == bindparam("p_id"))
+            .values(passage_id=bindparam("p_passage")),
+            [{"p_id": m.reading_id, "p_passage": m.passage_id} for m in matches],
+        )
+    return matches, passages
+
+
+def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:
+    """Who is on duty where: the latest event per staff member and checkpoint wins, even
+    when events arrive out of order (a replayed backlog)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in duty_rows:
+        key = (row["checkpoint_id"], row["staff_id"])
+        if key not in latest or row["ts"] >= latest[key]["since"]:
+            latest[key] = {
+                "checkpoint_id": key[0],
+                "staff_id": key[1],
+                "on_duty": row["action"] == "on",
+                "since": row["ts"],
+            }
+    if not latest:
+        return
+    statement = _insert(conn, presence_t)
+    statement = statement.on_conflict_do_update(
+        index_elements=["checkpoint_id", "staff_id"],
+        set_={"on_duty": statement.excluded.on_duty, "since": statement.excluded.since},
+        where=presence_t.c.since <= statement.excluded.since,
+    )
+    conn.execute(statement, [latest[key] for key in sorted(latest)])
+
+
+def add_rollups(conn: Connection, rollups: dict[tuple[str, datetime], Counter[str]]) -> None:
+    if not rollups:
+        return
+    rows = [
+        {"checkpoint_id": cp, "bucket": bucket, **{c: counts[c] for c in ROLLUP_COUNTERS}}
+        for (cp, bucket), counts in sorted(rollups.items())  # sorted: no deadlocks
+    ]
+    statement = _insert(conn, rollup_t)
+    statement = statement.on_conflict_do_update(
+        index_elements=["checkpoint_id", "bucket"],
+        set_={c: rollup_t.c[c] + statement.excluded[c] for c in ROLLUP_COUNTERS},
+    )
+    conn.execute(statement, rows)
+
+
+def _later(column: Any, value: Any) -> Any:
+    """`value` when it is given and newer than the column, else the column."""
+    return case(
+        (and_(value.is_not(None), (column.is_(None)) | (column < value)), value), else_=column
+    )
+
+
+def update_checkpoint_state(
+    conn: Connection,
+    plan: BatchPlan,
+    activity: dict[str, dict[str, datetime]],
+    device_states: dict[str, dict[str, Any]],
+) -> None:
+    checkpoints = set(plan.seen)
+    if not checkpoints:
+        return
+    c = state_t.c
+    p = {
+        name: bindparam(f"p_{name}", type_=c[name].type)
+        for name in (
+            "last_seen_at",
+            "last_passage_at",
+            "last_reading_at",
+            "last_heartbeat_at",
+            "uptime_s",
+            "backlog",
+            "clock_skew_s",
+            "clock_skew_at",
+            "device_state",
+            "state_since",
+            "firmware",
+        )
+    }
+    newer_state = and_(
+        p["state_since"].is_not(None), c.state_since.is_(None) | (c.state_since <= p["state_since"])
+    )
+    newer_heartbeat = and_(
+        p["last_heartbeat_at"].is_not(None),
+        c.last_heartbeat_at.is_(None) | (c.last_heartbeat_at <= p["last_heartbeat_at"]),
+    )
+    newer_skew = and_(
+        p["clock_skew_at"].is_not(None),
+        c.clock_skew_at.is_(None) | (c.clock_skew_at <= p["clock_skew_at"]),
+    )
+    statement = (
+        update(state_t)
+        .where(c.checkpoint_id == bindparam("p_checkpoint_id"))
+        .values(
+            last_seen_at=_later(c.last_seen_at, p["last_seen_at"]),
+            last_passage_at=_later(c.last_passage_at, p["last_passage_at"]),
+            last_reading_at=_later(c.last_reading_at, p["last_reading_at"]),
+            last_heartbeat_at=case(
+                (newer_heartbeat, p["last_heartbeat_at"]), else_=c.last_heartbeat_at
+            ),
+            uptime_s=case((newer_heartbeat, p["uptime_s"]), else_=c.uptime_s),
+            backlog=case((newer_heartbeat, p["backlog"]), else_=c.backlog),
+            clock_skew_s=case((newer_skew, p["clock_skew_s"]), else_=c.clock_skew_s),
+            clock_skew_at=case((newer_skew, p["clock_skew_at"]), else_=c.clock_skew_at),
+            device_state=case((newer_state, p["device_state"]), else_=c.device_state),
+            firmware=case(
+                (and_(newer_state, p["firmware"].is_not(None)), p["firmware"]), else_=c.firmware
+            ),
+            state_since=case((newer_state, p["state_since"]), else_=c.state_since),
+        )
+    )
+    rows = []
+    for checkpoint_id in sorted(checkpoints):
+        heartbeat = plan.heartbeats.get(checkpoint_id, {})
+        skew = plan.skews.get(checkpoint_id)
+        status = device_states.get(checkpoint_id)
+        seen = activity.get(checkpoint_id, {})
+        rows.append(
+            {
+                "p_checkpoint_id": checkpoint_id,
+                "p_last_seen_at": plan.seen[checkpoint_id],
+                "p_last_passage_at": seen.get("last_passage_at"),
+                "p_last_reading_at": seen.get("last_reading_at"),
+                "p_last_heartbeat_at": heartbeat.get("last_heartbeat_at"),
+                "p_uptime_s": heartbeat.get("uptime_s"),
+                "p_backlog": heartbeat.get("backlog"),
+                "p_clock_skew_s": skew[0] if skew else None,
+                "p_clock_skew_at": skew[1] if skew else None,
+                "p_device_state": status["state"] if status else None,
+                "p_state_since": status["ts"] if status else None,
+                "p_firmware": status["firmware"] if status else None,
+            }
+        )
+    conn.execute(statement, rows)
