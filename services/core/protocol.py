@@ -71,6 +71,11 @@ def alerts_topic(prefix: str, checkpoint_id: str) -> str:
     return f"{prefix}/alerts/{checkpoint_id}"
 
 
+def service_status_topic(prefix: str, service_id: str) -> str:
+    """Retained online/offline status of a service process (its MQTT will says offline)."""
+    return f"{prefix}/services/{service_id}/status"
+
+
 def committed_topic(prefix: str) -> str:
     """Where ingest announces, after each commit, the newest row ids it wrote."""
     return f"{prefix}/internal/committed"

@@ -146,6 +146,9 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
                 "SELECT setval(pg_get_serial_sequence('person', 'id'), "
                 "(SELECT COALESCE(MAX(id), 1) FROM person))"
             )
+    with engine.begin() as conn:
+        # fresh statistics, or the planner takes 69,000 people for a handful and scans
+        conn.exec_driver_sql("ANALYZE")
     counts = {
         "sites": len(community.sites),
         "checkpoints": len(community.checkpoints),

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="Broker URL, mqtt://user:pass@host:1883 or mqtts:// for TLS.",
     )
     mqtt_ca_file: str | None = Field(default=None, description="CA bundle for mqtts://.")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version every service connects with. 3.1.1 only for a broker "
+        "without MQTT v5 (the embedded amqtt broker of `cpmon up`): no shared subscription.",
+    )
     topic_prefix: str = Field(default="cpm/v1", description="Prefix of every MQTT topic.")
     id_hash_secret: str = Field(
         default=DEMO_ID_HASH_SECRET,
@@ -86,7 +91,7 @@ class Settings(BaseSettings):
         description="How long the broker keeps ingest's session (and its queued messages) "
         "while ingest is away; the default, 4294967295, means never expire.",
     )
-    ingest_batch_size: int = Field(default=500, ge=1, le=10000)
+    ingest_batch_size: int = Field(default=1000, ge=1, le=10000)
     ingest_batch_ms: int = Field(default=20, ge=1, le=5000)
     ingest_queue_size: int = Field(
         default=5000, ge=10, description="Messages held in memory before the broker waits."

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from services.core.db import get_engine, utcnow
 from services.core.mqtt import configure_client
-from services.core.protocol import committed_topic, device_subscription
+from services.core.protocol import committed_topic, device_subscription, service_status_topic
 from services.core.settings import Settings
 from services.ingest.batch import BatchProcessor, is_transient
 from services.ingest.routes import Inbound
@@ -83,12 +83,21 @@ class IngestService:
             manual_ack=True,  # PUBACK only after commit
         )
         configure_client(client, self.settings)
+        client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         return client
+
+    @property
+    def _status_topic(self) -> str:
+        return service_status_topic(self.settings.topic_prefix, self.settings.ingest_client_id)
+
+    @staticmethod
+    def _status(state: str) -> str:
+        return json.dumps({"state": state, "ts": utcnow().isoformat(), "service": "ingest"})
 
     def _connect_properties(self) -> Properties:
         properties = Properties(PacketTypes.CONNECT)
@@ -118,6 +127,7 @@ class IngestService:
             log.error("subscription refused: %s", failures)
             return
         self._subscribed.set()
+        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._subscribed.clear()
@@ -154,8 +164,11 @@ class IngestService:
         while len(batch) < self.settings.ingest_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else
-                             self._queue.get_nowait())  # fmt: skip
+                batch.append(
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         return batch
@@ -227,9 +240,12 @@ class IngestService:
         endpoint = self.settings.mqtt
         self._writer.start()
         self.client.connect_async(
-            endpoint.host, endpoint.port, keepalive=30, clean_start=False,
+            endpoint.host,
+            endpoint.port,
+            keepalive=30,
+            clean_start=False,
             properties=self._connect_properties(),
-        )  # fmt: skip
+        )
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
             self.stop()
@@ -239,6 +255,7 @@ class IngestService:
         """Stop taking messages, commit and acknowledge what was received, disconnect."""
         self._stopping.set()
         self._writer.join(timeout)
+        self.client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
         self.client.disconnect()
         self.client.loop_stop()
 

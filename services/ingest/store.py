@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.core.enums import PassageKind, Registration
@@ -38,16 +38,16 @@ from services.core.models.events import ROLLUP_COUNTERS
 from services.core.models.registry import normalize_plate
 from services.core.protocol import EntryMessage
 from services.core.utils import table_of
+from services.ingest.bulk import add_counters, insert_new, update_by_id
 from services.ingest.routes import Accepted, BatchPlan, RegistryView, Rejected
 from services.ingest.rules import (
     OpenPassage,
     OpenReading,
     PassRecord,
     QuarantineWindow,
-    ScreeningMatch,
     hour_bucket,
-    match_screenings,
 )
+from services.ingest.screening import link_screenings
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
 SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
@@ -74,21 +74,6 @@ class BatchOutcome:
 def _insert(conn: Connection, table: Table) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
-
-
-def insert_new(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
-) -> list[Any]:
-    """Insert rows, skipping any whose key is already stored (a redelivery).
-    Returns (id, *keys) of the rows actually inserted."""
-    if not rows:
-        return []
-    statement = (
-        _insert(conn, table)
-        .on_conflict_do_nothing(index_elements=list(keys))
-        .returning(table.c.id, *(table.c[k] for k in keys))
-    )
-    return list(conn.execute(statement, list(rows)).all())
 
 
 # --- registry --------------------------------------------------------------------------
@@ -240,7 +225,7 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
         counts["implausible_readings"] += row["implausible"]
         latest(row["checkpoint_id"], "last_reading_at", row["ts"])
         if row["passage_id"] is not None:
-            screened_by_entry.append({"p_id": row["passage_id"], "p_reading": new.id})
+            screened_by_entry.append({"id": row["passage_id"], "reading_id": new.id})
         elif not row["implausible"] and row["source"] == "thermometer":
             new_open_readings.append(
                 OpenReading(
@@ -249,13 +234,7 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
             )
     outcome.stored["reading"] = len(inserted)
     newest("reading", (r.id for r in inserted))
-    if screened_by_entry:
-        conn.execute(
-            update(passage_t)
-            .where(passage_t.c.id == bindparam("p_id"))
-            .values(reading_id=bindparam("p_reading")),
-            screened_by_entry,
-        )
+    update_by_id(conn, passage_t, screened_by_entry)
 
     matches, screened_passages = link_screenings(
         conn, new_open_passages, new_open_readings, screening_window_s
@@ -273,7 +252,7 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     update_presence(conn, [plan.duty_events[(r.checkpoint_id, r.msg_id)] for r in inserted])
 
     status_rows = list(plan.status_events.values())
-    inserted = insert_new(conn, status_t, status_rows, ("checkpoint_id", "device_ts", "state"))
+    inserted = insert_status_events(conn, status_rows)
     outcome.duplicates += len(status_rows) - len(inserted)
     outcome.stored["device_status_event"] = len(inserted)
     newest("device_status_event", (r.id for r in inserted))
@@ -287,90 +266,6 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     add_rollups(conn, rollups)
     update_checkpoint_state(conn, plan, activity, device_states)
     return outcome
-
-
-def link_screenings(
-    conn: Connection,
-    new_passages: list[OpenPassage],
-    new_readings: list[OpenReading],
-    window_s: float,
-) -> tuple[list[ScreeningMatch], dict[int, OpenPassage]]:
-    """Match new unscreened passages and new unclaimed readings with each other and with
-    those already stored nearby, then record the links."""
-    if not new_passages and not new_readings:
-        return [], {}
-    if conn.dialect.name == "postgresql":
-        # two ingest processes must not give one reading to two passages
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCREENING_LOCK_KEY})")
-    window = timedelta(seconds=window_s)
-    times = [p.ts for p in new_passages] + [r.ts for r in new_readings]
-    lo, hi = min(times) - window, max(times) + window
-    checkpoints = {p.checkpoint_id for p in new_passages} | {r.checkpoint_id for r in new_readings}
-    open_passage = and_(
-        passage_t.c.checkpoint_id.in_(checkpoints),
-        passage_t.c.kind == PassageKind.PERSON.value,
-        passage_t.c.screened.is_(False),
-    )
-    open_reading = and_(
-        reading_t.c.checkpoint_id.in_(checkpoints),
-        reading_t.c.passage_id.is_(None),
-        reading_t.c.implausible.is_(False),
-        reading_t.c.source == "thermometer",
-    )
-    passage_cols = (
-        passage_t.c.id,
-        passage_t.c.checkpoint_id,
-        passage_t.c.direction,
-        passage_t.c.ts,
-        passage_t.c.msg_id,
-    )
-    reading_cols = (
-        reading_t.c.id,
-        reading_t.c.checkpoint_id,
-        reading_t.c.direction,
-        reading_t.c.ts,
-        reading_t.c.entry_msg_id,
-    )
-    passage_filters = [passage_t.c.ts.between(lo, hi)]
-    reading_filters = [reading_t.c.ts.between(lo, hi)]
-    named_entries = {(r.checkpoint_id, r.entry_msg_id) for r in new_readings if r.entry_msg_id}
-    if named_entries:  # a named entry may lie outside the window
-        passage_filters.append(
-            tuple_(passage_t.c.checkpoint_id, passage_t.c.msg_id).in_(named_entries)
-        )
-    new_msg_ids = {(p.checkpoint_id, p.msg_id) for p in new_passages}
-    if new_msg_ids:
-        reading_filters.append(
-            tuple_(reading_t.c.checkpoint_id, reading_t.c.entry_msg_id).in_(new_msg_ids)
-        )
-    passages = {
-        row.id: OpenPassage(*row)
-        for filter_ in passage_filters
-        for row in conn.execute(select(*passage_cols).where(open_passage, filter_))
-    }
-    readings = {
-        row.id: OpenReading(*row)
-        for filter_ in reading_filters
-        for row in conn.execute(select(*reading_cols).where(open_reading, filter_))
-    }
-    matches = match_screenings(list(passages.values()), list(readings.values()), window_s)
-    if matches:
-        conn.execute(
-            update(passage_t)
-            .where(passage_t.c.id == bindparam("p_id"), passage_t.c.screened.is_(False))
-            .values(screened=True, screening=bindparam("p_how"), reading_id=bindparam("p_reading")),
-            [
-                {"p_id": m.passage_id, "p_how": m.how.value, "p_reading": m.reading_id}
-                for m in matches
-            ],
-        )
-        conn.execute(
-            update(reading_t)
-            .where(reading_t.c.id == bindparam("p_id"))
-            .values(passage_id=bindparam("p_passage")),
-            [{"p_id": m.reading_id, "p_passage": m.passage_id} for m in matches],
-        )
-    return matches, passages
 
 
 def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:
@@ -398,18 +293,23 @@ def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:
 
 
 def add_rollups(conn: Connection, rollups: dict[tuple[str, datetime], Counter[str]]) -> None:
-    if not rollups:
-        return
     rows = [
         {"checkpoint_id": cp, "bucket": bucket, **{c: counts[c] for c in ROLLUP_COUNTERS}}
         for (cp, bucket), counts in sorted(rollups.items())  # sorted: no deadlocks
     ]
-    statement = _insert(conn, rollup_t)
-    statement = statement.on_conflict_do_update(
-        index_elements=["checkpoint_id", "bucket"],
-        set_={c: rollup_t.c[c] + statement.excluded[c] for c in ROLLUP_COUNTERS},
+    add_counters(conn, rollup_t, rows, ("checkpoint_id", "bucket"), ROLLUP_COUNTERS)
+
+
+def insert_status_events(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """Few and far between: plain SQLAlchemy, so device_ts comes back as a datetime."""
+    if not rows:
+        return []
+    statement = (
+        _insert(conn, status_t)
+        .on_conflict_do_nothing(index_elements=["checkpoint_id", "device_ts", "state"])
+        .returning(status_t.c.id, status_t.c.checkpoint_id, status_t.c.device_ts, status_t.c.state)
     )
-    conn.execute(statement, rows)
+    return list(conn.execute(statement, rows).all())
 
 
 def _later(column: Any, value: Any) -> Any:

@@ -1,0 +1,147 @@
+"""Set-based statements for the hot path, one per table per batch, below SQLAlchemy's
+per-row overhead.
+
+PostgreSQL gets one statement per operation with a column of values per parameter
+(`unnest` of arrays: a constant query text, parsed and planned once). SQLite gets
+multi-row VALUES lists and executemany, with timestamps written exactly as SQLAlchemy
+writes them, so everything reads back through the models unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Table
+from sqlalchemy.dialects import postgresql
+
+from services.core.db import UTCDateTime
+
+SQLITE_MAX_VARIABLES = 32766
+_PG_DIALECT = postgresql.dialect()
+
+
+def sqlite_value(value: Any) -> Any:
+    """What SQLAlchemy's SQLite DATETIME stores for a UTC timestamp (naive, UTC)."""
+    if isinstance(value, datetime):
+        v = value.astimezone(UTC)
+        return (
+            f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
+            f"{v.second:02d}.{v.microsecond:06d}"
+        )
+    return value
+
+
+def _sqlite_rows(
+    table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Rows as parameter tuples, converting only the timestamp columns."""
+    stamps = _timestamp_columns(table)
+    if not stamps.intersection(columns):
+        return [tuple(row[c] for c in columns) for row in rows]
+    return [
+        tuple(sqlite_value(row[c]) if c in stamps else row[c] for c in columns) for row in rows
+    ]
+
+
+@cache
+def _timestamp_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.c if isinstance(c.type, UTCDateTime | DateTime))
+
+
+@cache
+def _pg_array_type(table: Table, column: str) -> str:
+    compiled = table.c[column].type.compile(dialect=_PG_DIALECT)
+    return f"{compiled}[]"
+
+
+def _pg_unnest(table: Table, columns: Sequence[str]) -> str:
+    casts = ", ".join(f"%({c})s::{_pg_array_type(table, c)}" for c in columns)
+    return f"unnest({casts}) AS v({', '.join(columns)})"
+
+
+def _pg_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    return {c: [row[c] for row in rows] for c in columns}
+
+
+def insert_new(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    returning: Sequence[str] = ("id",),
+) -> list[Any]:
+    """Insert rows, skipping those whose key is already stored (redeliveries).
+    Returns `returning + keys` of the rows actually inserted."""
+    if not rows:
+        return []
+    columns = list(rows[0])
+    out = ", ".join([*returning, *keys])
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO NOTHING RETURNING {out}"
+    if conn.dialect.name == "postgresql":
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
+        )
+        return list(conn.exec_driver_sql(sql, _pg_arrays(rows, columns)).all())
+    inserted: list[Any] = []
+    per_chunk = SQLITE_MAX_VARIABLES // len(columns)
+    row_marks = "(" + ", ".join("?" * len(columns)) + ")"
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+            f"{', '.join([row_marks] * len(chunk))} {conflict}"
+        )
+        params = tuple(value for row in _sqlite_rows(table, chunk, columns) for value in row)
+        inserted.extend(conn.exec_driver_sql(sql, params).all())
+    return inserted
+
+
+def update_by_id(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], only_if: str = ""
+) -> None:
+    """`UPDATE table SET col = value ... WHERE id = row['id']` for every row (same keys).
+    `only_if` is an extra SQL condition on the target row `t`, e.g. `t.screened = false`."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != "id"]
+    extra = f" AND {only_if}" if only_if else ""
+    if conn.dialect.name == "postgresql":
+        sets = ", ".join(f"{c} = v.{c}" for c in columns)
+        sql = (
+            f"UPDATE {table.name} AS t SET {sets} FROM {_pg_unnest(table, ['id', *columns])} "
+            f"WHERE t.id = v.id{extra}"
+        )
+        conn.exec_driver_sql(sql, _pg_arrays(rows, ["id", *columns]))
+        return
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    sql = f"UPDATE {table.name} AS t SET {sets} WHERE t.id = ?{extra}"
+    conn.exec_driver_sql(sql, _sqlite_rows(table, rows, [*columns, "id"]))
+
+
+def add_counters(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    counters: Sequence[str],
+) -> None:
+    """Insert counter rows, or add them to the stored ones (roll-ups)."""
+    if not rows:
+        return
+    columns = [*keys, *counters]
+    sets = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in counters)
+    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    if conn.dialect.name == "postgresql":
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
+        )
+        conn.exec_driver_sql(sql, _pg_arrays(rows, columns))
+        return
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
+    conn.exec_driver_sql(sql, _sqlite_rows(table, rows, columns))
