@@ -28,6 +28,7 @@ from services.core.seed import load_demo
 from services.core.settings import Settings
 
 TEST_SECRET = "test-secret-0123456789abcdef"
+pytest_plugins = ["tests.api_fixtures"]  # the API tests' fixtures (api_app, client, api_keys)
 PG_ADMIN_URL = os.environ.get(
     "CPM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

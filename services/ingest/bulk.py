@@ -41,9 +41,7 @@ def _sqlite_rows(
     stamps = _timestamp_columns(table)
     if not stamps.intersection(columns):
         return [tuple(row[c] for c in columns) for row in rows]
-    return [
-        tuple(sqlite_value(row[c]) if c in stamps else row[c] for c in columns) for row in rows
-    ]
+    return [tuple(sqlite_value(row[c]) if c in stamps else row[c] for c in columns) for row in rows]
 
 
 @cache

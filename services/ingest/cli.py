@@ -33,8 +33,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     service = IngestService(settings)
-    service.start(timeout=60)
-    log.info("ingest running as %s", settings.ingest_client_id)
+    service.start(timeout=None)  # a broker that is not up yet is retried in the background
+    log.info("ingest running as %s on %r", settings.ingest_client_id, settings.mqtt)
     stop.wait()
     log.info("stopping: committing and acknowledging what was received")
     service.stop()

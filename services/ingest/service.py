@@ -17,15 +17,11 @@ import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 
 from services.core.db import get_engine, utcnow
-from services.core.mqtt import configure_client
+from services.core.mqtt import connect_async, new_client
 from services.core.protocol import committed_topic, device_subscription, service_status_topic
 from services.core.settings import Settings
 from services.ingest.batch import BatchProcessor, is_transient
@@ -56,7 +52,8 @@ class IngestStats:
 def subscription_topic(settings: Settings) -> str:
     topic = device_subscription(settings.topic_prefix)
     group = settings.ingest_shared_group
-    return f"$share/{group}/{topic}" if group else topic
+    # shared subscriptions are MQTT v5 (and the embedded 3.1.1 broker has none)
+    return f"$share/{group}/{topic}" if group and settings.mqtt_protocol == "5" else topic
 
 
 class IngestService:
@@ -76,13 +73,10 @@ class IngestService:
 
     # --- MQTT side --------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.settings.ingest_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,  # PUBACK only after commit
+        # manual_ack: the PUBACK goes out only after commit
+        client = new_client(
+            self.settings, self.settings.ingest_client_id, persistent=True, manual_ack=True
         )
-        configure_client(client, self.settings)
         client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
@@ -99,14 +93,6 @@ class IngestService:
     def _status(state: str) -> str:
         return json.dumps({"state": state, "ts": utcnow().isoformat(), "service": "ingest"})
 
-    def _connect_properties(self) -> Properties:
-        properties = Properties(PacketTypes.CONNECT)
-        # a persistent session: what devices publish while ingest is away is queued
-        properties.SessionExpiryInterval = self.settings.ingest_session_expiry_s
-        # without this the broker keeps only ~20 unacknowledged messages in flight
-        properties.ReceiveMaximum = self.settings.ingest_receive_maximum
-        return properties
-
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
@@ -119,7 +105,7 @@ class IngestService:
             flags.session_present,
             topic,
         )
-        client.subscribe(topic, options=SubscribeOptions(qos=1))
+        client.subscribe(topic, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failures = [rc for rc in reason_codes if isinstance(rc, ReasonCode) and rc.is_failure]
@@ -235,21 +221,24 @@ class IngestService:
                 self.stats.acked += 1
 
     # --- lifecycle --------------------------------------------------------------------
-    def start(self, timeout: float = 15.0) -> None:
-        """Connect, subscribe and start writing; returns once subscribed."""
-        endpoint = self.settings.mqtt
+    def start(self, timeout: float | None = 15.0) -> None:
+        """Connect, subscribe and start writing; with a timeout, return once subscribed.
+        Without one, return at once: paho keeps trying to connect in the background."""
         self._writer.start()
-        self.client.connect_async(
-            endpoint.host,
-            endpoint.port,
-            keepalive=30,
-            clean_start=False,
-            properties=self._connect_properties(),
+        connect_async(
+            self.client,
+            self.settings,
+            # a persistent session: what devices publish while ingest is away is queued
+            session_expiry_s=self.settings.ingest_session_expiry_s,
+            # without this the broker keeps only ~20 unacknowledged messages in flight
+            receive_maximum=self.settings.ingest_receive_maximum,
         )
         self.client.loop_start()
-        if not self._subscribed.wait(timeout):
+        if timeout is not None and not self._subscribed.wait(timeout):
             self.stop()
-            raise TimeoutError(f"could not subscribe at {endpoint!r} within {timeout:.0f} s")
+            raise TimeoutError(
+                f"could not subscribe at {self.settings.mqtt!r} within {timeout:.0f} s"
+            )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, commit and acknowledge what was received, disconnect."""

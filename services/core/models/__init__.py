@@ -1,5 +1,7 @@
 """Every table of the one schema. Import this package so `SQLModel.metadata` is complete."""
 
+from services.core.models.alerts import Alert, Outbox  # noqa: F401  (and every alert table)
+from services.core.models.auth import ApiKey, AuditLog  # noqa: F401  (API keys, audit)
 from services.core.models.events import (
     CheckpointState,
     CoverageRollup,

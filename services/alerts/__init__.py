@@ -1,0 +1,1 @@
+"""The alert service: rules over stored events, alert lifecycle, durable delivery."""

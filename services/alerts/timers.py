@@ -1,0 +1,191 @@
+"""The timed rules: conditions (staffing, device, clock), screening deadlines, sensor
+faults that ended, and escalation. One call evaluates everything for `now` in one
+transaction; the service runs it on APScheduler, only in the leader (leader.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, case, func, select, update
+
+from services.alerts import store
+from services.alerts.processor import passage_fact, wm_t
+from services.alerts.rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.rules_timed import (
+    CheckpointFact,
+    Thresholds,
+    conditions,
+    ended_conditions,
+    escalation_delay,
+    screening_due,
+    unscreened,
+)
+from services.core.models import Checkpoint, CheckpointState, Passage, Reading, StaffPresence
+from services.core.utils import table_of
+
+cp_t = table_of(Checkpoint)
+state_t = table_of(CheckpointState)
+presence_t = table_of(StaffPresence)
+passage_t = table_of(Passage)
+reading_t = table_of(Reading)
+
+UNSCREENED_WATERMARK = "unscreened"
+RESOLVED_BY = {
+    AlertType.STAFFING_GAP: "staff_on_duty",
+    AlertType.DEVICE_OFFLINE: "device_online",
+    AlertType.CLOCK_SKEW: "clock_ok",
+}
+
+
+@dataclass
+class TimerReport:
+    opened: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+
+
+def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
+    on_duty = func.sum(case((presence_t.c.on_duty.is_(True), 1), else_=0))
+    left_at = func.max(case((presence_t.c.on_duty.is_(False), presence_t.c.since), else_=None))
+    presence = (
+        select(presence_t.c.checkpoint_id, on_duty.label("on_duty"), left_at.label("left_at"))
+        .group_by(presence_t.c.checkpoint_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(
+            cp_t.c.id,
+            cp_t.c.site_id,
+            cp_t.c.min_staff,
+            state_t.c.device_state,
+            state_t.c.last_seen_at,
+            state_t.c.clock_skew_s,
+            presence.c.on_duty,
+            presence.c.left_at,
+        )
+        .outerjoin(state_t, state_t.c.checkpoint_id == cp_t.c.id)
+        .outerjoin(presence, presence.c.checkpoint_id == cp_t.c.id)
+        .where(cp_t.c.active.is_(True))
+    ).all()
+    return [
+        CheckpointFact(
+            checkpoint_id=r.id,
+            site_id=r.site_id,
+            min_staff=r.min_staff,
+            device_state=r.device_state or "unknown",
+            last_seen_at=r.last_seen_at,
+            clock_skew_s=r.clock_skew_s,
+            on_duty=int(r.on_duty or 0),
+            staff_left_at=_aware(r.left_at),
+        )
+        for r in rows
+    ]
+
+
+def _aware(value: Any) -> datetime | None:
+    """func.max() over a UTCDateTime loses the column type (SQLite gives text back)."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass
+class Timers:
+    engine: Engine
+    thresholds: Thresholds
+    clock: Callable[[], datetime]
+    batch_size: int = 1000
+
+    def run(self) -> TimerReport:
+        now = self.clock()
+        report = TimerReport()
+        with self.engine.begin() as conn:
+            self._conditions(conn, now, report)
+            self._unscreened(conn, now, report)
+            self._sensor_faults(conn, now, report)
+            report.escalated = store.escalate_due(
+                conn, now, lambda severity: escalation_delay(severity, self.thresholds)
+            )
+        return report
+
+    def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool) -> Any:
+        delay = escalation_delay(finding.severity, self.thresholds)
+        return store.raise_alert(conn, finding, now, delay, repeat=repeat)
+
+    def _conditions(self, conn: Connection, now: datetime, report: TimerReport) -> None:
+        checkpoints = load_checkpoints(conn)
+        holding = conditions(checkpoints, now, self.thresholds)
+        for finding in holding:
+            raised = self._raise(conn, finding, now, repeat=False)
+            if raised is not None and raised.created:
+                report.opened.append(raised.alert_id)
+        open_rows = store.open_alerts_of(conn, [t.value for t in CONDITION_TYPES])
+        open_keys = {r.open_key: (r.type, r.checkpoint_id) for r in open_rows}
+        ended = ended_conditions(open_keys, holding, checkpoints, self.thresholds)
+        for key in ended:
+            alert_type = AlertType(open_keys[key][0])
+            report.resolved += store.resolve_keys(conn, [key], now, RESOLVED_BY[alert_type])
+
+    def _unscreened(self, conn: Connection, now: datetime, report: TimerReport) -> None:
+        """Passages in id order up to the first whose screening deadline is still ahead.
+        Every lower id was handed out earlier, so its transaction has long finished:
+        no gaps to track here, unlike the processor."""
+        wm = conn.execute(
+            select(wm_t).where(wm_t.c.name == UNSCREENED_WATERMARK).with_for_update()
+        ).first()
+        if wm is None:
+            return
+        rows = conn.execute(
+            select(passage_t, cp_t.c.site_id)
+            .join(cp_t, cp_t.c.id == passage_t.c.checkpoint_id)
+            .where(passage_t.c.id > wm.last_id)
+            .order_by(passage_t.c.id)
+            .limit(self.batch_size)
+        ).all()
+        last = wm.last_id
+        for row in rows:
+            fact = passage_fact(row)
+            if not screening_due(fact, now, self.thresholds.screening_window):
+                break
+            finding = unscreened(fact)
+            if finding is not None:
+                raised = self._raise(conn, finding, now, repeat=True)
+                if raised is not None and raised.created:
+                    report.opened.append(raised.alert_id)
+            last = row.id
+        if last != wm.last_id:
+            conn.execute(
+                update(wm_t)
+                .where(wm_t.c.name == UNSCREENED_WATERMARK, wm_t.c.version == wm.version)
+                .values(last_id=last, version=wm.version + 1, updated_at=now)
+            )
+        # screened late after all (a delayed reading): nothing left to do
+        for alert in store.open_alerts_of(conn, [AlertType.UNSCREENED_PASSAGE.value]):
+            passage_id = (alert.details or {}).get("passage_id")
+            screened = conn.execute(
+                select(passage_t.c.screened).where(passage_t.c.id == passage_id)
+            ).scalar()
+            if screened:
+                report.resolved += store.resolve_keys(conn, [alert.open_key], now, "screened_late")
+
+    def _sensor_faults(self, conn: Connection, now: datetime, report: TimerReport) -> None:
+        """A sensor fault ends when its checkpoint went a whole window without an
+        implausible reading."""
+        for alert in store.open_alerts_of(conn, [AlertType.SENSOR_FAULT.value]):
+            if now - alert.last_seen_at < SENSOR_FAULT_WINDOW:
+                continue
+            recent = conn.execute(
+                select(func.count()).where(
+                    reading_t.c.checkpoint_id == alert.checkpoint_id,
+                    reading_t.c.implausible.is_(True),
+                    reading_t.c.received_at > now - SENSOR_FAULT_WINDOW,
+                )
+            ).scalar_one()
+            if recent == 0:
+                report.resolved += store.resolve_keys(
+                    conn, [alert.open_key], now, "readings_plausible"
+                )

@@ -1,0 +1,1 @@
+"""Deployment: `cpmon up`, device provisioning, the broker's configuration, retention."""

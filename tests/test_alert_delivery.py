@@ -1,0 +1,292 @@
+"""Delivery through the real broker and a real HTTP receiver: signed webhooks that fail,
+then recover; MQTT to the duty handhelds; a worker killed mid-delivery loses nothing;
+and the whole path from a device's fever reading to the alert topic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from services.alerts import lifecycle, signing
+from services.alerts.delivery import RetryPolicy
+from services.alerts.service import AlertService, AlertTuning
+from services.core.models.alerts import DeliveryAttempt, WebhookRouteCreate
+from services.core.protocol import ReadingMessage, device_topic, encode
+from tests.conftest import TEST_SECRET, free_port
+from tests.test_alert_support import add_reading, alerts, outbox
+
+FAST = AlertTuning(
+    poll_interval_s=0.2,
+    timers_interval_s=0.5,
+    delivery_interval_s=0.05,
+    retry=RetryPolicy(base_s=0.05, cap_s=0.2),
+)
+
+
+class Receiver:
+    """A webhook endpoint on a free port: fails the first `failures` requests (503 with
+    Retry-After), optionally holds each request, verifies every signature."""
+
+    def __init__(self, secret: str, failures: int = 0, hold_s: float = 0.0) -> None:
+        self.secret, self.failures, self.hold_s = secret, failures, hold_s
+        self.received: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.in_flight = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.in_flight.set()
+                if receiver.hold_s:
+                    time.sleep(receiver.hold_s)  # a slow receiver, not a test wait
+                with receiver.lock:
+                    fail = receiver.failures > 0
+                    receiver.failures -= 1 if fail else 0
+                    try:
+                        signing.verify(receiver.secret, dict(self.headers), body, time.time())
+                        verified = True
+                    except signing.InvalidSignature:
+                        verified = False
+                    receiver.received.append(
+                        {
+                            "id": self.headers["webhook-id"],
+                            "verified": verified,
+                            "failed": fail,
+                            "body": json.loads(body),
+                        }
+                    )
+                self.send_response(503 if fail else 204)
+                if fail:
+                    self.send_header("Retry-After", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.received if not r["failed"]]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def secret() -> str:
+    return signing.new_secret()
+
+
+def add_route(engine: Engine, url: str, secret: str) -> int:
+    with Session(engine) as session:
+        route = lifecycle.create_route(
+            session, WebhookRouteCreate(name="duty", url=url, secret=secret)
+        )
+        session.commit()
+        assert route.id is not None
+        return route.id
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float = 20.0, step: Callable[[], Any] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step is not None:
+            step()
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met before the deadline")
+
+
+def opened_alert_ids(receiver: Receiver) -> list[int]:
+    return [
+        r["body"]["data"]["id"] for r in receiver.accepted() if r["body"]["type"] == "alert.opened"
+    ]
+
+
+def test_a_failing_then_recovering_receiver_gets_every_alert_once_signed_in_order(
+    seeded_engine: Engine, make_settings: Callable[..., Any], secret: str
+) -> None:
+    receiver = Receiver(secret, failures=4)
+    try:
+        add_route(seeded_engine, receiver.url, secret)
+        for i in range(6):
+            add_reading(
+                seeded_engine,
+                cp=("cp-001" if i % 2 else "cp-002"),
+                temp_c=38.0 + i / 10,
+                entry_msg_id=f"e{i}",
+            )
+        service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+        service.process()
+        wait_for(lambda: len(receiver.accepted()) == 6, step=service.deliver)
+        accepted = receiver.accepted()
+        assert all(r["verified"] for r in receiver.received)
+        assert len({r["id"] for r in accepted}) == 6  # every alert once
+        ids = [a.id for a in alerts(seeded_engine)]
+        assert sorted(opened_alert_ids(receiver)) == ids
+        for cp in ("cp-001", "cp-002"):  # a checkpoint's alerts arrive in order
+            seen = [
+                r["body"]["data"]["id"]
+                for r in accepted
+                if r["body"]["data"]["checkpoint_id"] == cp
+            ]
+            assert seen == sorted(seen)
+        with Session(seeded_engine) as session:
+            # (the MQTT lanes fail too here: this test never connects the service)
+            failed = session.scalar(
+                select(func.count()).where(DeliveryAttempt.status_code == 503)  # type: ignore[arg-type]
+            )
+        assert failed == 4
+        webhook_rows = [o for o in outbox(seeded_engine) if o.channel == "webhook"]
+        assert all(o.state == "delivered" for o in webhook_rows)
+        service.deliverer.close()
+    finally:
+        receiver.close()
+
+
+def subscribe(prefix: str, received: list[tuple[str, dict[str, Any]]]) -> mqtt.Client:
+    ready = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
+    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/alerts/+", qos=1)
+    client.on_subscribe = lambda *_: ready.set()
+    client.on_message = lambda _c, _u, m: received.append((m.topic, json.loads(m.payload)))
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    assert ready.wait(10)
+    return client
+
+
+def test_alerts_reach_the_checkpoint_topic_over_mqtt(
+    seeded_engine: Engine, make_settings: Callable[..., Any], topic_prefix: str, mqtt_url: str
+) -> None:
+    received: list[tuple[str, dict[str, Any]]] = []
+    listener = subscribe(topic_prefix, received)
+    service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+    service.start()
+    try:
+        add_reading(seeded_engine, cp="cp-012", temp_c=38.6)
+        wait_for(lambda: len(received) == 1)  # the service's own timer finds the row
+        topic, body = received[0]
+        assert topic == f"{topic_prefix}/alerts/cp-012"
+        assert body["type"] == "alert.opened" and body["data"]["type"] == "fever"
+    finally:
+        service.stop()
+        listener.loop_stop()
+        listener.disconnect()
+
+
+def test_killing_the_worker_mid_delivery_loses_no_alert(
+    seeded_engine: Engine,
+    make_settings: Callable[..., Any],
+    database_url: str,
+    topic_prefix: str,
+    secret: str,
+) -> None:
+    receiver = Receiver(secret, hold_s=1.0)
+    try:
+        add_route(seeded_engine, receiver.url, secret)
+        for i in range(5):
+            add_reading(seeded_engine, cp="cp-013", temp_c=38.0, entry_msg_id=f"k{i}")
+        env = {
+            **os.environ,
+            "CPM_DATABASE_URL": database_url,
+            "CPM_TOPIC_PREFIX": topic_prefix,
+            "CPM_ID_HASH_SECRET": TEST_SECRET,
+            "CPM_MQTT_URL": "mqtt://127.0.0.1:1883",
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "alerts", "--poll", "0.2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert receiver.in_flight.wait(30), "the worker never started delivering"
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+        assert len(alerts(seeded_engine)) == 5  # stored before any delivery
+        pending = [
+            o for o in outbox(seeded_engine) if o.channel == "webhook" and o.state == "pending"
+        ]
+        assert pending, "the kill came after delivery finished: the test proved nothing"
+        receiver.hold_s = 0.0
+        service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+        wait_for(
+            lambda: (
+                sorted(set(opened_alert_ids(receiver))) == [a.id for a in alerts(seeded_engine)]
+            ),
+            step=service.deliver,
+        )
+        ids = [r["id"] for r in receiver.accepted()]
+        assert len(set(ids)) == 5  # repeats, if any, carry the same webhook-id
+        assert all(r["verified"] for r in receiver.received)
+        service.deliverer.close()
+    finally:
+        receiver.close()
+
+
+def test_device_fever_reading_to_alert_topic_end_to_end(
+    seeded_engine: Engine, make_settings: Callable[..., Any], topic_prefix: str, mqtt_url: str
+) -> None:
+    from services.ingest.service import IngestService
+
+    settings = make_settings()
+    received: list[tuple[str, dict[str, Any]]] = []
+    listener = subscribe(topic_prefix, received)
+    ingest = IngestService(settings, seeded_engine)
+    alert_service = AlertService(settings, seeded_engine, tuning=AlertTuning(poll_interval_s=30))
+    ingest.start()
+    alert_service.start()
+    device = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-dev-{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        device.connect("127.0.0.1", 1883)
+        device.loop_start()
+        reading = ReadingMessage.model_validate(
+            {
+                "msg_id": "fever-1",
+                "ts": datetime.now(UTC).isoformat(),
+                "temp_c": 38.7,
+                "direction": "in",
+            }
+        )
+        device.publish(
+            device_topic(topic_prefix, "cp-020", "reading"), encode(reading), qos=1
+        ).wait_for_publish(5)
+        # poll_interval 30 s: only ingest's commit announcement can make this quick
+        wait_for(lambda: len(received) == 1, timeout=15)
+        topic, body = received[0]
+        assert topic == f"{topic_prefix}/alerts/cp-020"
+        assert body["data"]["type"] == "fever" and body["data"]["details"]["temp_c"] == 38.7
+    finally:
+        device.loop_stop()
+        device.disconnect()
+        alert_service.stop()
+        ingest.stop()
+        listener.loop_stop()
+        listener.disconnect()

@@ -1,0 +1,32 @@
+"""docs/configuration.md is exactly what `cpmon config docs` generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.cli import main
+from services.core.settings import Settings
+from services.deploy.config_docs import default_path, render_configuration
+
+
+def test_committed_configuration_page_is_up_to_date() -> None:
+    assert default_path().read_text(encoding="utf-8") == render_configuration(), (
+        "docs/configuration.md is stale: run `cpmon config docs`"
+    )
+
+
+def test_every_setting_is_listed_with_its_env_variable_and_default() -> None:
+    page = render_configuration()
+    for name, field in Settings.model_fields.items():
+        row = next(line for line in page.splitlines() if f"`CPM_{name.upper()}`" in line)
+        if isinstance(field.default, str | int) and not isinstance(field.default, bool):
+            assert f"`{field.default}`" in row
+
+
+def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    stale = tmp_path / "configuration.md"
+    stale.write_text("old\n")
+    assert main(["config", "docs", "--out", str(stale), "--check"]) == 1
+    assert main(["config", "docs", "--out", str(stale)]) == 0
+    assert main(["config", "docs", "--out", str(stale), "--check"]) == 0
+    assert stale.read_text() == render_configuration()
