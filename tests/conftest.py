@@ -145,3 +145,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def ingest(seeded_engine: Engine, make_settings: Any, mqtt_url: str) -> Iterator[Any]:
+    """A running ingest service on this test's seeded database and topics."""
+    from services.ingest.service import IngestService
+
+    service = IngestService(make_settings(ingest_session_expiry_s=60), seeded_engine)
+    service.start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def device(mqtt_url: str) -> Iterator[Any]:
+    """A device-like MQTT publisher (QoS 1)."""
+    from tests.support import Publisher
+
+    publisher = Publisher(mqtt_url)
+    yield publisher
+    publisher.close()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -21,21 +19,6 @@ NOW = datetime.now(UTC)
 
 def stamp(offset_s: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset_s)).isoformat()
-
-
-@pytest.fixture
-def ingest(seeded_engine: Engine, make_settings: Any, mqtt_url: str) -> Iterator[IngestService]:
-    service = IngestService(make_settings(ingest_session_expiry_s=60), seeded_engine)
-    service.start()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-def device(mqtt_url: str) -> Iterator[Publisher]:
-    pub = Publisher(mqtt_url)
-    yield pub
-    pub.close()
 
 
 def topic(service: IngestService, checkpoint: str, kind: str) -> str:

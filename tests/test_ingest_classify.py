@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
@@ -15,21 +13,6 @@ from services.core.models import Passage
 from services.ingest.service import IngestService
 from tests.support import Publisher, wait_until
 from tests.test_ingest import stamp, topic
-
-
-@pytest.fixture
-def ingest(seeded_engine: Engine, make_settings: Any, mqtt_url: str) -> Iterator[IngestService]:
-    service = IngestService(make_settings(ingest_session_expiry_s=60), seeded_engine)
-    service.start()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-def device(mqtt_url: str) -> Iterator[Publisher]:
-    pub = Publisher(mqtt_url)
-    yield pub
-    pub.close()
 
 
 def first(community: DemoCommunity, **wanted: Any) -> DemoPerson:

@@ -129,7 +129,10 @@ class BatchPlan:
         return True
 
 
-def _event_times(item: Accepted, ctx: RowContext, device_ts: datetime) -> dict[str, Any]:
+def _event_times(
+    plan: BatchPlan, item: Accepted, ctx: RowContext, device_ts: datetime
+) -> dict[str, Any]:
+    """The timestamps of an event row; an overruled device clock is noted as skew."""
     received = item.inbound.received_at
     ts, adjusted = trusted_time(
         device_ts,
@@ -137,6 +140,8 @@ def _event_times(item: Accepted, ctx: RowContext, device_ts: datetime) -> dict[s
         future_skew_s=ctx.settings.future_skew_s,
         max_age_h=ctx.settings.max_event_age_h,
     )
+    if adjusted:
+        _note_skew(plan, item.checkpoint_id, device_ts, received)
     return {"ts": ts, "device_ts": device_ts, "received_at": received, "clock_adjusted": adjusted}
 
 
@@ -169,9 +174,7 @@ def _reading_row(
 def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     entry = item.message
     assert isinstance(entry, EntryMessage)
-    times = _event_times(item, ctx, entry.ts)
-    if times["clock_adjusted"]:
-        _note_skew(plan, item.checkpoint_id, entry.ts, item.inbound.received_at)
+    times = _event_times(plan, item, ctx, entry.ts)
     row: dict[str, Any] = {
         "checkpoint_id": item.checkpoint_id,
         "msg_id": entry.msg_id,
@@ -239,9 +242,7 @@ def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
 def add_reading(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     reading = item.message
     assert isinstance(reading, ReadingMessage)
-    times = _event_times(item, ctx, reading.ts)
-    if times["clock_adjusted"]:
-        _note_skew(plan, item.checkpoint_id, reading.ts, item.inbound.received_at)
+    times = _event_times(plan, item, ctx, reading.ts)
     row = _reading_row(ctx, item.checkpoint_id, reading.temp_c, times)
     row.update(
         msg_id=reading.msg_id,
@@ -256,9 +257,7 @@ def add_reading(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
 def add_duty(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     duty = item.message
     assert isinstance(duty, DutyMessage)
-    times = _event_times(item, ctx, duty.ts)
-    if times["clock_adjusted"]:
-        _note_skew(plan, item.checkpoint_id, duty.ts, item.inbound.received_at)
+    times = _event_times(plan, item, ctx, duty.ts)
     row = {
         "checkpoint_id": item.checkpoint_id,
         "msg_id": duty.msg_id,
