@@ -1,0 +1,120 @@
+"""API keys: creation, lookup by hash, roles; and the audit trail of writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from services.core.db import session_scope, utcnow
+from services.core.models.auth import ApiKey, AuditLog
+
+KEY_PREFIX = "cpm_"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # registry, configuration, keys
+    OFFICER = "officer"  # contact tracing, alerts
+    DUTY = "duty"  # acknowledge alerts at their own checkpoints
+    VIEWER = "viewer"  # read-only board and metrics
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """32 random bytes, URL-safe, with a prefix that makes a leaked key easy to grep for."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def normalise_scope(checkpoints: list[str] | None) -> str | None:
+    cleaned = sorted({cp.strip() for cp in checkpoints or [] if cp.strip()})
+    return ",".join(cleaned) or None
+
+
+def create_key(
+    session: Session, role: Role, name: str, checkpoints: list[str] | None = None
+) -> tuple[ApiKey, str]:
+    """Add a key to the session; returns the row and the key itself (shown once)."""
+    key = new_key()
+    row = ApiKey(
+        name=name,
+        role=role.value,
+        checkpoint_ids=normalise_scope(checkpoints) if role is Role.DUTY else None,
+        key_hash=hash_key(key),
+        key_prefix=key[:12],
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def create_key_in(
+    engine: Engine, role: Role, name: str, checkpoints: list[str] | None = None
+) -> tuple[int, str]:
+    with session_scope(engine) as session:
+        row, key = create_key(session, role, name, checkpoints)
+        assert row.id is not None
+        write_audit(
+            session,
+            Actor(key_id=None, role="cli", name="cpmon apikey", scope=None, request_id=None),
+            "api_key.create",
+            f"api_key/{row.id}",
+            {"role": role.value, "name": name, "checkpoints": row.checkpoint_ids},
+        )
+        return row.id, key
+
+
+def find_key(session: Session, key: str) -> ApiKey | None:
+    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is making a request: the key's id, role and checkpoint scope."""
+
+    key_id: int | None
+    role: str
+    name: str
+    scope: frozenset[str] | None  # duty keys: checkpoints they may act on
+    request_id: str | None
+
+    def may_act_on(self, checkpoint_id: str | None) -> bool:
+        if self.role != Role.DUTY:
+            return True
+        return self.scope is not None and checkpoint_id in self.scope
+
+
+def audit_values(
+    actor: Actor, action: str, resource: str, detail: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "api_key_id": actor.key_id,
+        "role": actor.role,
+        "action": action,
+        "resource": resource[:200],
+        "detail": json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+        "request_id": actor.request_id,
+    }
+
+
+def write_audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    resource: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record a write in the same transaction as the write itself."""
+    session.add(AuditLog(**audit_values(actor, action, resource, detail)))

@@ -1,0 +1,123 @@
+"""Dependencies of the routes, as `Annotated` aliases (FastAPI template style).
+
+`SessionDep` a database session; `SettingsDep` the settings; `CurrentKey` the
+authenticated caller (any role); `AdminKey`, `OfficerKey`, `AlertActorKey`,
+`RegistryReaderKey` the same with a role check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from services.api.auth import Actor, Role, find_key
+from services.api.errors import ApiProblem
+from services.core.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="`X-API-Key: KEY` (same keys as Bearer)"
+)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine_dep(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="checkpoint-monitor"'}
+
+
+def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
+    if not key:
+        raise ApiProblem(
+            401,
+            "no API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY` "
+            "(create one with `cpmon apikey create --role viewer`)",
+            "missing-api-key",
+            headers=_UNAUTHENTICATED,
+        )
+    row = find_key(session, key.strip())
+    if row is None:
+        raise ApiProblem(
+            401, "unknown or revoked API key", "invalid-api-key", headers=_UNAUTHENTICATED
+        )
+    assert row.id is not None
+    return Actor(
+        key_id=row.id,
+        role=row.role,
+        name=row.name,
+        scope=row.checkpoint_scope,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+def authenticate(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Actor:
+    key = bearer.credentials if bearer is not None else header_key
+    return _actor_for(request, session, key)
+
+
+def authenticate_stream(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+    api_key: Annotated[
+        str | None,
+        Query(
+            description="The key, for EventSource clients that cannot set headers. "
+            "It appears in access logs: prefer a viewer key here."
+        ),
+    ] = None,
+) -> Actor:
+    key = bearer.credentials if bearer is not None else header_key or api_key
+    return _actor_for(request, session, key)
+
+
+CurrentKey = Annotated[Actor, Depends(authenticate)]
+StreamKey = Annotated[Actor, Depends(authenticate_stream)]
+
+
+def require_roles(*roles: Role) -> Callable[[Actor], Actor]:
+    allowed = {role.value for role in roles}
+    names = " or ".join(sorted(allowed))
+
+    def check(actor: CurrentKey) -> Actor:
+        if actor.role not in allowed:
+            raise ApiProblem(
+                403, f"this needs the {names} role; the key has role {actor.role}", "forbidden"
+            )
+        return actor
+
+    return check
+
+
+AdminKey = Annotated[Actor, Depends(require_roles(Role.ADMIN))]
+OfficerKey = Annotated[Actor, Depends(require_roles(Role.OFFICER))]
+AlertActorKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER, Role.DUTY))]
+AlertManagerKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER))]
+RegistryReaderKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER))]

@@ -1,0 +1,100 @@
+"""The app factory: `create_app(settings)` builds the FastAPI application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from services.api.coverage_cache import SettledHours
+from services.api.errors import install_problem_handlers
+from services.api.prom import ApiMetrics, DatabaseCollector, RequestContextMiddleware
+from services.api.routes import (
+    alerts,
+    audit,
+    board,
+    coverage,
+    dead_letters,
+    health,
+    keys,
+    passages,
+    people,
+    registry,
+    registry_import,
+    tracing,
+    webhooks,
+    whoami,
+)
+from services.core.db import get_engine
+from services.core.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Coverage metrics, the live checkpoint board, alerts and the registry of
+checkpoint-monitor.
+
+**Authentication.** Every `/api/v1` route needs an API key, sent as
+`Authorization: Bearer KEY` or `X-API-Key: KEY`. Create keys with
+`cpmon apikey create --role ROLE`. Roles: `admin` (registry, configuration, keys),
+`officer` (contact tracing, alerts), `duty` (acknowledge alerts at its own checkpoints),
+`viewer` (read-only board and metrics). Missing or unknown key: 401; wrong role: 403.
+`GET /api/v1/alerts/stream` (Server-Sent Events) also accepts `?api_key=KEY`, because a
+browser's EventSource cannot set headers.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`); validation
+errors list each field in `errors`. **Times** are RFC 3339 with an offset. ID numbers are
+accepted only in request bodies, hashed on arrival, and never returned.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="checkpoint-monitor API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "metrics", "description": "Coverage: are we at 100 %?"},
+            {"name": "board", "description": "Live checkpoint board"},
+            {"name": "data", "description": "Passages, readings, dead letters"},
+            {"name": "alerts", "description": "Alerts, silences, live feed"},
+            {"name": "registry", "description": "People, passes, vehicles, quarantine, staff"},
+            {"name": "tracing", "description": "Contact tracing (officer, audited)"},
+            {"name": "admin", "description": "API keys, webhook routes, audit log"},
+            {"name": "operations", "description": "Health, readiness, Prometheus"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.engine = get_engine(settings.database_url)
+    app.state.settled_hours = SettledHours()
+    app.state.registry = CollectorRegistry()
+    app.state.registry.register(DatabaseCollector(app.state.engine))
+    app.add_middleware(RequestContextMiddleware, metrics=ApiMetrics(app.state.registry))
+    install_problem_handlers(app)
+
+    app.include_router(health.router)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (
+        coverage,
+        board,
+        passages,
+        dead_letters,
+        alerts,
+        webhooks,
+        registry,
+        people,
+        registry_import,
+        tracing,
+        keys,
+        audit,
+        whoami,
+    ):
+        api.include_router(module.router)
+    app.include_router(api)
+    if STATIC_DIR.is_dir():  # the dashboard, when it is installed
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+    return app

@@ -1,0 +1,193 @@
+"""The live board: every checkpoint's state now, and one checkpoint's detail."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, time
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import Connection, Table, func, select
+
+from services.api.coverage import ratio
+from services.api.deps import CurrentKey, SessionDep, SettingsDep
+from services.api.errors import ApiProblem, problem_responses
+from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
+from services.core.db import utcnow
+from services.core.models import (
+    Checkpoint,
+    CheckpointState,
+    CoverageRollup,
+    Passage,
+    StaffPresence,
+)
+from services.core.models.alerts import Alert
+from services.core.models.events import PassagePublic
+
+router = APIRouter(prefix="/checkpoints", tags=["board"])
+
+
+def _t(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+cp_t, state_t, rollup_t = _t(Checkpoint), _t(CheckpointState), _t(CoverageRollup)
+presence_t, alert_t, passage_t = _t(StaffPresence), _t(Alert), _t(Passage)
+SEVERITIES = ("critical", "major", "warning")
+
+
+def local_midnight(now: datetime, timezone: str) -> datetime:
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    return datetime.combine(today, time.min, tzinfo=zone).astimezone(UTC)
+
+
+def _minutes_since(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else round((now - then).total_seconds() / 60, 1)
+
+
+def board_rows(
+    conn: Connection,
+    now: datetime,
+    timezone: str,
+    checkpoint_ids: list[str] | None = None,
+    site_id: str | None = None,
+) -> list[BoardCheckpoint]:
+    query = select(cp_t, state_t).outerjoin(state_t, state_t.c.checkpoint_id == cp_t.c.id)
+    if checkpoint_ids is not None:
+        query = query.where(cp_t.c.id.in_(checkpoint_ids))
+    if site_id is not None:
+        query = query.where(cp_t.c.site_id == site_id)
+    checkpoints = list(conn.execute(query.order_by(cp_t.c.id)).mappings())
+    wanted = [row["id"] for row in checkpoints]
+    if not wanted:
+        return []
+
+    on_duty: defaultdict[str, list[str]] = defaultdict(list)
+    for cp, staff_id in conn.execute(
+        select(presence_t.c.checkpoint_id, presence_t.c.staff_id)
+        .where(presence_t.c.on_duty.is_(True), presence_t.c.checkpoint_id.in_(wanted))
+        .order_by(presence_t.c.staff_id)
+    ):
+        on_duty[cp].append(staff_id)
+
+    today_from = local_midnight(now, timezone)
+    today: dict[str, Any] = {
+        row.checkpoint_id: row
+        for row in conn.execute(
+            select(
+                rollup_t.c.checkpoint_id,
+                func.sum(rollup_t.c.passages).label("passages"),
+                func.sum(rollup_t.c.persons_in + rollup_t.c.persons_out).label("persons"),
+                func.sum(rollup_t.c.screened_persons).label("screened"),
+                func.sum(rollup_t.c.registered).label("registered"),
+                func.sum(rollup_t.c.fevers).label("fevers"),
+            )
+            .where(rollup_t.c.bucket >= today_from, rollup_t.c.checkpoint_id.in_(wanted))
+            .group_by(rollup_t.c.checkpoint_id)
+        )
+    }
+
+    alerts: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
+    for cp, severity, count in conn.execute(
+        select(alert_t.c.checkpoint_id, alert_t.c.severity, func.count())
+        .where(alert_t.c.status != "resolved", alert_t.c.checkpoint_id.in_(wanted))
+        .group_by(alert_t.c.checkpoint_id, alert_t.c.severity)
+    ):
+        alerts[cp][severity] = int(count)
+
+    out = []
+    for row in checkpoints:
+        cp = row["id"]
+        counts = today.get(cp)
+        staff = on_duty.get(cp, [])
+        device_state = row["device_state"] or "unknown"
+        out.append(
+            BoardCheckpoint(
+                id=cp,
+                site_id=row["site_id"],
+                name=row["name"],
+                name_zh=row["name_zh"],
+                active=row["active"],
+                min_staff=row["min_staff"],
+                device_state=device_state,
+                online=device_state == "online",
+                state_since=row["state_since"],
+                last_seen_at=row["last_seen_at"],
+                staff_on_duty=len(staff),
+                staff_ids=staff,
+                understaffed=row["active"] and len(staff) < row["min_staff"],
+                minutes_since_passage=_minutes_since(now, row["last_passage_at"]),
+                minutes_since_reading=_minutes_since(now, row["last_reading_at"]),
+                clock_skew_s=row["clock_skew_s"],
+                backlog=row["backlog"],
+                today=TodayCoverage(
+                    passages=int(counts.passages) if counts else 0,
+                    temperature_coverage=ratio(counts.screened, counts.persons) if counts else None,
+                    registration_coverage=(
+                        ratio(counts.registered, counts.passages) if counts else None
+                    ),
+                    fevers=int(counts.fevers) if counts else 0,
+                ),
+                open_alerts=alerts.get(cp, dict.fromkeys(SEVERITIES, 0)),
+            )
+        )
+    return out
+
+
+@router.get(
+    "",
+    response_model=Board,
+    summary="Every checkpoint with its live state",
+    responses=problem_responses(401, 422),
+)
+def list_checkpoints(
+    session: SessionDep,
+    settings: SettingsDep,
+    _actor: CurrentKey,
+    site_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Board:
+    now = utcnow()
+    rows = board_rows(session.connection(), now, settings.timezone, site_id=site_id)
+    return Board(
+        generated_at=now,
+        today_from=local_midnight(now, settings.timezone),
+        checkpoints=rows,
+    )
+
+
+class CheckpointDetail(BaseModel):
+    checkpoint: BoardCheckpoint
+    recent_passages: list[PassagePublic]
+
+
+@router.get(
+    "/{checkpoint_id}",
+    response_model=CheckpointDetail,
+    summary="One checkpoint's live state and its latest passages",
+    responses=problem_responses(401, 404, 422),
+)
+def get_checkpoint(
+    checkpoint_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _actor: CurrentKey,
+    recent: Annotated[int, Query(ge=0, le=200, description="How many passages")] = 20,
+) -> CheckpointDetail:
+    now = utcnow()
+    rows = board_rows(session.connection(), now, settings.timezone, [checkpoint_id])
+    if not rows:
+        raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
+    passages = session.connection().execute(
+        select(passage_t)
+        .where(passage_t.c.checkpoint_id == checkpoint_id)
+        .order_by(passage_t.c.ts.desc(), passage_t.c.id.desc())
+        .limit(recent)
+    )
+    return CheckpointDetail(
+        checkpoint=rows[0],
+        recent_passages=[PassagePublic.model_validate(dict(p)) for p in passages.mappings()],
+    )

@@ -1,0 +1,280 @@
+// The live alert feed: Server-Sent Events from the API, polling when they fail;
+// acknowledge and resolve where the role allows; a beep and a flash for critical ones.
+
+import { api, streamUrl } from "./api.js";
+import { lang, t, tOr } from "./i18n.js";
+import { dateTime, el } from "./format.js";
+
+const POLL_MS = 5000;
+const RANK = { critical: 3, major: 2, warning: 1 };
+export const OUTCOMES = [
+  "sent_to_fever_clinic",
+  "recheck_normal",
+  "false_alarm",
+  "returned_home",
+  "handled_on_site",
+  "reported_upward",
+];
+
+export class AlertFeed {
+  constructor({ list, status, banner, permissions, checkpointName, onChange, onError }) {
+    Object.assign(this, { list, status, banner, permissions, checkpointName, onChange, onError });
+    this.alerts = new Map();
+    this.mode = "connecting";
+    this.source = null;
+    this.pollTimer = null;
+    this.soundOn = true;
+    this.audio = null;
+    this.resolving = null;
+  }
+
+  // --- connection ------------------------------------------------------------------
+  start(key) {
+    this.stop();
+    this.key = key;
+    if (!("EventSource" in window)) {
+      this.startPolling();
+      return;
+    }
+    this.setMode("connecting");
+    const source = new EventSource(streamUrl(key));
+    this.source = source;
+    let loaded = false;
+    source.onopen = () => {
+      this.setMode("live");
+      // the list after the stream is open: nothing falls between the two
+      if (!loaded) {
+        loaded = true;
+        this.reload().catch((error) => this.onError(error));
+      }
+    };
+    source.addEventListener("alert", (event) => this.applyEvent(JSON.parse(event.data)));
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) {
+        // the server refused the stream (or cannot serve it): poll instead
+        source.close();
+        this.source = null;
+        this.startPolling();
+      } else {
+        this.setMode("reconnecting");
+      }
+    };
+  }
+
+  stop() {
+    if (this.source) this.source.close();
+    this.source = null;
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  startPolling() {
+    this.setMode("polling");
+    let first = true;
+    const poll = () =>
+      this.reload(!first).catch((error) => {
+        this.setMode("offline");
+        this.onError(error);
+      });
+    poll();
+    first = false;
+    this.pollTimer = setInterval(poll, POLL_MS);
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.status.dataset.mode = mode;
+    this.status.textContent = t(`feed.mode.${mode}`);
+  }
+
+  async reload(cueNew = false) {
+    const page = await api.alerts({ status: "active", limit: 200 });
+    const before = new Set(this.alerts.keys());
+    this.alerts = new Map(page.items.map((alert) => [alert.id, alert]));
+    if (this.mode === "offline") this.setMode("polling");
+    if (cueNew) {
+      const fresh = page.items.filter((a) => !before.has(a.id) && a.severity === "critical");
+      if (fresh.length) this.cue(fresh[0]);
+    }
+    this.render();
+    this.onChange();
+  }
+
+  applyEvent(event) {
+    const current = this.alerts.get(event.alert_id) || { id: event.alert_id, opened_at: event.at };
+    const alert = {
+      ...current,
+      type: event.type,
+      severity: event.severity,
+      checkpoint_id: event.checkpoint_id,
+      site_id: event.site_id,
+      summary: event.summary,
+      occurrences: event.occurrences,
+      status: event.status,
+      last_seen_at: event.at,
+    };
+    if (event.action === "acknowledged") {
+      alert.acknowledged_at = event.at;
+      alert.acknowledged_by = event.actor;
+    }
+    if (event.status === "resolved") this.alerts.delete(event.alert_id);
+    else this.alerts.set(event.alert_id, alert);
+    if (["opened", "escalated"].includes(event.action) && event.severity === "critical") this.cue(alert);
+    this.render();
+    this.onChange();
+  }
+
+  // --- the cue ---------------------------------------------------------------------
+  unlockAudio() {
+    // browsers allow sound only after a user gesture: called from a click
+    if (!this.audio && "AudioContext" in window) this.audio = new AudioContext();
+    if (this.audio && this.audio.state === "suspended") this.audio.resume();
+  }
+
+  beep() {
+    if (!this.soundOn || !this.audio || this.audio.state !== "running") return;
+    const now = this.audio.currentTime;
+    for (const [offset, frequency] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+      const oscillator = this.audio.createOscillator();
+      const gain = this.audio.createGain();
+      oscillator.type = "square";
+      oscillator.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, now + offset);
+      gain.gain.exponentialRampToValueAtTime(0.2, now + offset + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + offset + 0.2);
+      oscillator.connect(gain).connect(this.audio.destination);
+      oscillator.start(now + offset);
+      oscillator.stop(now + offset + 0.22);
+    }
+  }
+
+  cue(alert) {
+    this.beep();
+    this.banner.hidden = false;
+    this.banner.dataset.alert = alert.id;
+    this.banner.querySelector(".banner-text").textContent = `${t("feed.critical_banner")} · ${this.headline(alert)}`;
+    document.body.classList.remove("flash");
+    void document.body.offsetWidth; // restart the animation
+    document.body.classList.add("flash");
+  }
+
+  // --- rendering -------------------------------------------------------------------
+  headline(alert) {
+    const type = tOr(`alert.type.${alert.type}`, alert.type);
+    return `${type} · ${this.checkpointName(alert.checkpoint_id)}`;
+  }
+
+  detailLine(alert) {
+    if (lang() !== "zh-CN") return alert.summary;
+    const temp = /(\d+(?:\.\d+)?) °C/.exec(alert.summary || "");
+    return temp ? t("feed.temp", { temp: temp[1] }) : "";
+  }
+
+  sorted() {
+    return [...this.alerts.values()].sort(
+      (a, b) =>
+        (a.status === "open" ? 0 : 1) - (b.status === "open" ? 0 : 1) ||
+        RANK[b.severity] - RANK[a.severity] ||
+        String(b.opened_at).localeCompare(String(a.opened_at)),
+    );
+  }
+
+  render() {
+    const items = this.sorted();
+    if (!items.length) {
+      this.list.replaceChildren(el("li", { class: "feed-empty" }, t("feed.empty")));
+      return;
+    }
+    this.list.replaceChildren(...items.map((alert) => this.item(alert)));
+  }
+
+  item(alert) {
+    const { canAcknowledge, canResolve } = this.permissions(alert);
+    const actions = el("div", { class: "feed-actions" });
+    if (alert.status === "open" && canAcknowledge) {
+      actions.append(el("button", { type: "button", class: "ack", onclick: () => this.acknowledge(alert.id) }, t("feed.acknowledge")));
+    }
+    if (canResolve) {
+      actions.append(el("button", { type: "button", class: "resolve", onclick: () => this.openResolve(alert.id) }, t("feed.resolve")));
+    }
+    return el(
+      "li",
+      { class: `feed-item sev-${alert.severity} status-${alert.status}`, dataset: { alert: alert.id, status: alert.status, type: alert.type } },
+      el(
+        "div",
+        { class: "feed-head" },
+        el("span", { class: `badge sev-${alert.severity}` }, t(`severity.${alert.severity}`)),
+        el("span", { class: "feed-title" }, tOr(`alert.type.${alert.type}`, alert.type)),
+        el("time", { datetime: alert.opened_at }, dateTime(alert.opened_at, true)),
+      ),
+      el("div", { class: "feed-where" }, this.checkpointName(alert.checkpoint_id)),
+      el("div", { class: "feed-detail", title: alert.summary }, this.detailLine(alert)),
+      el(
+        "div",
+        { class: "feed-meta" },
+        el("span", { class: "status" }, t(`alert.status.${alert.status}`)),
+        alert.occurrences > 1 ? el("span", {}, t("feed.occurrences", { n: alert.occurrences })) : null,
+        alert.acknowledged_by ? el("span", {}, t("feed.acknowledged_by", { who: alert.acknowledged_by })) : null,
+      ),
+      actions,
+      this.resolving === alert.id ? this.resolveForm(alert) : null,
+    );
+  }
+
+  resolveForm(alert) {
+    const outcome = el(
+      "select",
+      { name: "outcome", required: true, "aria-label": t("feed.outcome") },
+      OUTCOMES.map((value) => el("option", { value }, t(`outcome.${value}`))),
+    );
+    const note = el("input", { name: "note", type: "text", maxlength: 1000, placeholder: t("feed.note"), "aria-label": t("feed.note") });
+    return el(
+      "form",
+      {
+        class: "resolve-form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          this.resolve(alert.id, outcome.value, note.value.trim());
+        },
+      },
+      el("label", {}, t("feed.outcome"), outcome),
+      note,
+      el("div", { class: "feed-actions" },
+        el("button", { type: "submit", class: "confirm" }, t("feed.confirm_resolve")),
+        el("button", { type: "button", onclick: () => this.openResolve(null) }, t("common.cancel")),
+      ),
+    );
+  }
+
+  openResolve(id) {
+    this.resolving = id;
+    this.render();
+    this.list.querySelector(".resolve-form select")?.focus();
+  }
+
+  async acknowledge(id) {
+    try {
+      this.store(await api.acknowledge(id));
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  async resolve(id, outcome, note) {
+    try {
+      const updated = await api.resolve(id, outcome, note);
+      this.resolving = null;
+      this.store(updated);
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  store(alert) {
+    if (alert.status === "resolved") this.alerts.delete(alert.id);
+    else this.alerts.set(alert.id, alert);
+    if (String(this.banner.dataset.alert) === String(alert.id)) this.banner.hidden = true;
+    this.render();
+    this.onChange();
+  }
+}

@@ -1,0 +1,260 @@
+// The dashboard: sign-in, coverage gauges, the board, the live alert feed, charts.
+
+import { api, ApiError, storedKey, storeKey, whoami } from "./api.js";
+import { AlertFeed } from "./alerts.js";
+import { displayName, renderBoard } from "./board.js";
+import { coverageChart, passagesChart } from "./charts.js";
+import { showDetail } from "./detail.js";
+import { addDays, dateTime, localDate, localMidnight, setTimezone } from "./format.js";
+import { renderGauges } from "./gauges.js";
+import { initLang, lang, onLangChange, setLang, t } from "./i18n.js";
+
+const BOARD_REFRESH_MS = 10_000;
+const TODAY_REFRESH_MS = 30_000;
+const RANGE_REFRESH_MS = 300_000;
+const HOURLY_CHART_MAX_DAYS = 14;
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  me: null,
+  sites: [],
+  board: null,
+  today: null,
+  range: null,
+  rangeHourly: null,
+  charts: [],
+  timers: [],
+};
+
+// --- messages --------------------------------------------------------------------
+let toastTimer;
+function toast(message) {
+  const box = $("#toast");
+  box.textContent = message;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (box.hidden = true), 6000);
+}
+
+function handleError(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    signOut(t("signin.rejected"));
+    return;
+  }
+  toast(error instanceof ApiError ? `${t("error.api")} ${error.status}: ${error.message}` : `${t("error.network")}: ${error.message}`);
+}
+
+// --- roles -----------------------------------------------------------------------
+function permissions(alert) {
+  const role = state.me?.role;
+  if (!role) return { canAcknowledge: true, canResolve: true }; // the API decides
+  const own = role !== "duty" || (state.me.checkpoints || []).includes(alert.checkpoint_id);
+  return {
+    canAcknowledge: ["admin", "officer", "duty"].includes(role) && own,
+    canResolve: ["admin", "officer"].includes(role),
+  };
+}
+
+function renderRole() {
+  const role = state.me?.role || "unknown";
+  $("#role-badge").textContent = t(`role.${role}`);
+  $("#role-badge").dataset.role = role;
+  $("#role-allows").textContent = t(`role.${role}.allows`);
+}
+
+// --- data ------------------------------------------------------------------------
+const feed = new AlertFeed({
+  list: $("#feed"),
+  status: $("#feed-status"),
+  banner: $("#critical-banner"),
+  permissions,
+  checkpointName: (id) => {
+    const cp = state.board?.checkpoints.find((c) => c.id === id);
+    return cp ? `${id} ${displayName(cp)}` : id;
+  },
+  onChange: () => scheduleBoardRefresh(),
+  onError: handleError,
+});
+
+function siteName(siteId) {
+  const site = state.sites.find((s) => s.id === siteId);
+  return site ? displayName(site) : siteId;
+}
+
+function drawBoard() {
+  if (!state.board) return;
+  renderBoard($("#board"), state.board, state.sites, openDetail);
+  $("#board-updated").textContent = t("board.updated", { time: dateTime(state.board.generated_at) });
+}
+
+async function refreshBoard() {
+  state.board = await api.board();
+  drawBoard();
+}
+
+let boardRefreshPending;
+function scheduleBoardRefresh() {
+  clearTimeout(boardRefreshPending);
+  boardRefreshPending = setTimeout(() => refreshBoard().catch(handleError), 800);
+}
+
+async function refreshToday() {
+  const from = state.board?.today_from;
+  state.today = await api.coverage({ from, bucket: "hour" });
+  setTimezone(state.today.timezone);
+  renderGauges($("#gauges-today"), state.today.total);
+}
+
+function rangeDates() {
+  return { from: $("#range-from").value, to: $("#range-to").value };
+}
+
+async function refreshRange() {
+  const { from, to } = rangeDates();
+  if (!from || !to || to < from) {
+    toast(t("range.invalid"));
+    return;
+  }
+  const days = Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000) + 1;
+  const window = { from: localMidnight(from), to: localMidnight(addDays(to, 1)) };
+  const hourly = days <= HOURLY_CHART_MAX_DAYS;
+  const [report, series] = await Promise.all([
+    api.coverage({ ...window, bucket: "day" }),
+    hourly ? api.coverage({ ...window, bucket: "hour" }) : null,
+  ]);
+  state.range = report;
+  state.rangeHourly = series || report;
+  renderGauges($("#gauges-range"), report.total);
+  drawCharts();
+}
+
+function drawCharts() {
+  for (const chart of state.charts) chart.destroy();
+  state.charts = [];
+  const report = state.rangeHourly;
+  if (!report) return;
+  $("#charts-note").textContent =
+    report.bucket === "hour" ? t("charts.per_hour") : t("charts.per_day", { days: HOURLY_CHART_MAX_DAYS });
+  // hours still to come have no data yet: leave them off rather than draw them as zero
+  const now = Date.now();
+  const past = { ...report, buckets: report.buckets.filter((b) => Date.parse(b.start) <= now) };
+  state.charts = [passagesChart($("#chart-passages"), past), coverageChart($("#chart-coverage"), past)];
+}
+
+async function openDetail(checkpointId) {
+  const cp = state.board?.checkpoints.find((c) => c.id === checkpointId);
+  try {
+    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "");
+  } catch (error) {
+    $("#detail").close();
+    handleError(error);
+  }
+}
+
+// --- sign-in and the running dashboard ---------------------------------------------
+function every(ms, task) {
+  state.timers.push(setInterval(() => task().catch(handleError), ms));
+}
+
+async function startDashboard() {
+  $("#signin").hidden = true;
+  $("#app").hidden = false;
+  $("#sign-out").hidden = false;
+  renderRole();
+  [state.sites] = await Promise.all([api.sites(), refreshBoard()]);
+  drawBoard();
+  feed.start(storedKey());
+  await refreshToday(); // also learns the community's time zone, which "today" depends on
+  if (!$("#range-from").value) {
+    const today = localDate();
+    $("#range-from").value = addDays(today, -6);
+    $("#range-to").value = today;
+  }
+  await refreshRange();
+  every(BOARD_REFRESH_MS, refreshBoard);
+  every(TODAY_REFRESH_MS, refreshToday);
+  every(RANGE_REFRESH_MS, refreshRange);
+  document.body.dataset.ready = "true";
+}
+
+function signOut(message) {
+  for (const timer of state.timers) clearInterval(timer);
+  state.timers = [];
+  feed.stop();
+  storeKey(null);
+  state.me = null;
+  delete document.body.dataset.ready;
+  $("#app").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#signin").hidden = false;
+  $("#signin-error").textContent = message || "";
+  $("#api-key").value = "";
+  $("#role-badge").textContent = "";
+}
+
+async function signIn(key) {
+  try {
+    state.me = await whoami(key);
+  } catch (error) {
+    $("#signin-error").textContent =
+      error instanceof ApiError && error.status === 401 ? t("signin.rejected") : error.message;
+    return false;
+  }
+  storeKey(key);
+  await startDashboard();
+  return true;
+}
+
+function wire() {
+  $("#signin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    feed.unlockAudio();
+    const key = $("#api-key").value.trim();
+    if (key) signIn(key).catch(handleError);
+  });
+  $("#sign-out").addEventListener("click", () => signOut());
+  $("#lang-toggle").addEventListener("click", () => setLang(lang() === "zh-CN" ? "en" : "zh-CN"));
+  $("#sound-toggle").addEventListener("click", () => {
+    feed.unlockAudio();
+    feed.soundOn = !feed.soundOn;
+    renderSound();
+  });
+  $("#range-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    refreshRange().catch(handleError);
+  });
+  $("#banner-close").addEventListener("click", () => ($("#critical-banner").hidden = true));
+  $("#detail-close").addEventListener("click", () => $("#detail").close());
+  document.addEventListener("click", () => feed.unlockAudio(), { once: true });
+  onLangChange(() => {
+    $("#lang-toggle").textContent = t("lang.other");
+    renderSound();
+    if (state.me) renderRole();
+    drawBoard();
+    feed.setMode(feed.mode);
+    feed.render();
+    if (state.today) renderGauges($("#gauges-today"), state.today.total);
+    if (state.range) renderGauges($("#gauges-range"), state.range.total);
+    drawCharts();
+    const dialog = $("#detail");
+    if (dialog.open && dialog.dataset.checkpoint) openDetail(dialog.dataset.checkpoint);
+  });
+}
+
+function renderSound() {
+  $("#sound-toggle").textContent = feed.soundOn ? t("sound.on") : t("sound.off");
+  $("#sound-toggle").setAttribute("aria-pressed", String(feed.soundOn));
+}
+
+async function main() {
+  wire();
+  await initLang();
+  const key = storedKey();
+  if (key) {
+    if (!(await signIn(key))) signOut($("#signin-error").textContent);
+  } else {
+    signOut();
+  }
+}
+
+main().catch(handleError);
