@@ -98,6 +98,7 @@ class DeviceLink:
         self.endpoint = endpoint
         self.network = network
         self.connected = False
+        self.dropped_at = 0.0  # time.monotonic() of the last abrupt drop
         self.refused: str | None = None
         self.pending: set[int] = set()  # mids awaiting PUBACK
         client = mqtt.Client(

@@ -28,6 +28,8 @@ from .timeline import Item, Op
 log = logging.getLogger(__name__)
 PUMP_EVERY = 64  # items between network reads when running flat out
 
+RECONNECT_PAUSE_S = 0.3  # real seconds between an abrupt drop and the reconnect
+
 
 class Simulation:
     def __init__(
@@ -129,6 +131,9 @@ class Simulation:
         link = network.links[item.checkpoint_id]
         if item.op is Op.CONNECT:
             assert isinstance(item.message, StatusMessage)
+            # a real device takes a while to come back; one back at once (speed 0) could
+            # reach a loaded broker before it saw the dead connection and sent the will
+            self._wait(network, link.dropped_at + RECONNECT_PAUSE_S)
             link.connect(item.topic(self.topic_prefix), encode(item.message))
             network.should_be_online.add(item.checkpoint_id)
             network.await_connected([item.checkpoint_id])
@@ -136,7 +141,11 @@ class Simulation:
             network.should_be_online.discard(item.checkpoint_id)
             # what is in flight first, so a drop adds no redelivered duplicates
             network.await_acks([item.checkpoint_id], timeout=10.0)
-            link.drop() if item.op is Op.DROP else link.disconnect()
+            if item.op is Op.DROP:
+                link.drop()
+                link.dropped_at = time.monotonic()
+            else:
+                link.disconnect()
         else:
             payload = self._payload(item)
             topic = item.topic(self.topic_prefix)
