@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +26,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from sqlmodel import Session
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import write_section
 from services.alerts import lifecycle, signing
 from services.alerts.service import AlertService, AlertTuning
 from services.core.db import make_engine
@@ -37,7 +40,6 @@ from services.core.settings import Settings
 from services.ingest.service import IngestService
 
 SECRET = "bench-secret-0123456789abcdef"
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "alert-latency"
 
 
@@ -208,9 +210,6 @@ def summarize(result: dict[str, Any]) -> str:
     base_p50 = percentile(result["baseline"], 50)
     base_p99 = percentile(result["baseline"], 99)
     lines = [
-        f"<!-- bench:{SECTION} -->",
-        "## Alert latency (bench/bench_alert_latency.py)",
-        "",
         f"Device publishes a fever reading -> alert received; {result['fevers']} fevers on "
         f"{result['database']}, background load ~{result['background_rate']} msg/s "
         "(heartbeats and normal readings), ingest + alert service in one process, "
@@ -232,21 +231,7 @@ def summarize(result: dict[str, Any]) -> str:
             f"| fever -> alert via {name} | {len(values)}/{result['fevers']} | {p50:.1f} | "
             f"{p99:.1f} | {p99 / base_p99:.1f} |"
         )
-    lines += ["", f"<!-- /bench:{SECTION} -->"]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> None:
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    if start in current and end in current:
-        head, rest = current.split(start, 1)
-        tail = rest.split(end, 1)[1]
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(current, encoding="utf-8")
 
 
 def main() -> None:
@@ -260,7 +245,7 @@ def main() -> None:
     text = summarize(run(args))
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, "Alert latency (bench/bench_alert_latency.py)", text)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
+from bench.report import write_section  # noqa: E402
 from services.api import coverage as cov  # noqa: E402
 from services.api.auth import Role, create_key_in  # noqa: E402
 from services.api.coverage_queries import Scope, coverage_series  # noqa: E402
@@ -46,7 +46,6 @@ from services.core.settings import Settings  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-DOCS = ROOT / "docs" / "benchmarks.md"
 PASSAGES_PER_CP_DAY = 2941  # 9 M passages over 30 days and 102 checkpoints
 READING_SHARE = 6  # a handheld reading for one passage in six (terminals measure the rest)
 # the data ends now, so the last CPM_MAX_EVENT_AGE_H hours are "unsettled" as in real use
@@ -322,9 +321,6 @@ def run_engine(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines = [
-        "<!-- bench:api -->",
-        "## API: coverage and board (bench/bench_api.py)",
-        "",
         f"{args.days} days x 102 checkpoints, {results[0]['passages']:,} passages and "
         f"{results[0]['readings']:,} readings per engine, plus duty shifts, an outage per "
         "checkpoint a day and three alerts per checkpoint a day; run "
@@ -365,18 +361,8 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"roll-ups and recount gave {'the same' if r['same_figures'] else 'DIFFERENT'} "
             "figures."
         )
-    lines += ["", "<!-- /bench:api -->"]
-    section = "\n".join(lines) + "\n"
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    begin, end = "<!-- bench:api -->", "<!-- /bench:api -->\n"
-    if begin in current:
-        head, rest = current.split(begin, 1)
-        tail = rest.split(end, 1)[1] if end in rest else ""
-        current = head + section + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(current)
-    log(f"wrote {DOCS}")
+    write_section("api", "API: coverage and board (bench/bench_api.py)", "\n".join(lines))
+    log("wrote docs/benchmarks.md")
 
 
 def main() -> int:
