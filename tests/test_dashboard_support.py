@@ -155,12 +155,12 @@ def chromium_page(
 class Device:
     """One MQTT client speaking the wire protocol for any checkpoint."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.topic_prefix
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-dash-{uuid.uuid4().hex[:8]}"
         )
-        self.client.connect("127.0.0.1", 1883)
+        self.client.connect(settings.mqtt.host, settings.mqtt.port)
         self.client.loop_start()
 
     def publish(self, checkpoint_id: str, kind: str, message: Any) -> None:
@@ -208,7 +208,7 @@ def pipeline(settings: Settings, engine: Engine) -> Iterator[Pipeline]:
     alerts = AlertService(settings, engine, tuning=AlertTuning(poll_interval_s=0.5))
     ingest.start()
     alerts.start()
-    device = Device(settings.topic_prefix)
+    device = Device(settings)
     try:
         yield Pipeline(ingest, alerts, device)
     finally:
