@@ -81,6 +81,11 @@ def read_credentials(path: str | Path) -> dict[str, Credentials]:
     return result
 
 
+NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK reason: the broker delivered it to nobody
+NO_SUBSCRIBER_RETRY_S = 1.0
+NO_SUBSCRIBER_TRIES = 10  # then the message is counted undelivered
+
+
 class DeviceLink:
     """One checkpoint's connection."""
 
@@ -100,7 +105,9 @@ class DeviceLink:
         self.connected = False
         self.dropped_at = 0.0  # time.monotonic() of the last abrupt drop
         self.refused: str | None = None
-        self.pending: set[int] = set()  # mids awaiting PUBACK
+        self.pending: dict[int, tuple[str, bytes, int]] = {}  # mid -> topic, payload, tries
+        self.retries: list[tuple[float, str, bytes, int]] = []  # due, topic, payload, tries
+        self.undelivered = 0  # given up after NO_SUBSCRIBER_TRIES answers of 0x10
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol_of(protocol)
         )
@@ -136,7 +143,16 @@ class DeviceLink:
     def _on_publish(
         self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        self.pending.discard(mid)
+        message = self.pending.pop(mid, None)
+        if message is None or reason != NO_MATCHING_SUBSCRIBERS:
+            return
+        # the broker delivered it to nobody (e.g. just restarted, ingest not subscribed
+        # again yet): as the protocol asks of a device, publish it again shortly
+        topic, payload, tries = message
+        if tries < NO_SUBSCRIBER_TRIES:
+            self.retries.append((time.monotonic() + NO_SUBSCRIBER_RETRY_S, topic, payload, tries))
+        else:
+            self.undelivered += 1
 
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         self.network.selector.register(sock, selectors.EVENT_READ, self)
@@ -157,14 +173,22 @@ class DeviceLink:
                 f"{self.checkpoint_id}: cannot reach {self.endpoint!r}: {exc}"
             ) from exc
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, retain: bool = False, tries: int = 0) -> None:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise NetworkError(
                 f"{self.checkpoint_id}: publish failed: {mqtt.error_string(info.rc)}"
             )
         # NO_CONN: paho keeps the QoS-1 message and sends it after the next CONNACK.
-        self.pending.add(info.mid)
+        # A retained message is kept by the broker even with no subscriber: no retry.
+        self.pending[info.mid] = (topic, payload, NO_SUBSCRIBER_TRIES if retain else tries + 1)
+
+    def republish_due(self, now: float) -> None:
+        due = [r for r in self.retries if r[0] <= now]
+        if due:
+            self.retries = [r for r in self.retries if r[0] > now]
+            for _due, topic, payload, tries in due:
+                self.publish(topic, payload, tries=tries)
 
     def drop(self) -> None:
         """Kill the connection without a DISCONNECT packet: the broker publishes the will."""
@@ -221,6 +245,9 @@ class DeviceNetwork:
             if link.client.want_write():
                 link.client.loop_write()
         now = time.monotonic()
+        for link in self.links.values():
+            if link.retries:
+                link.republish_due(now)
         if now - self._misc_at > 1.0:
             self._misc_at = now
             for link in self.links.values():
@@ -260,16 +287,17 @@ class DeviceNetwork:
 
     def await_acks(self, checkpoint_ids: Iterable[str] | None = None, timeout: float = 30.0) -> int:
         """Wait until the broker acknowledged what was published; returns what is still
-        unacknowledged when the time is up."""
+        unacknowledged when the time is up, plus what was given up as undelivered
+        (answered 0x10 "no matching subscribers" every time)."""
         links = (
             [self.links[c] for c in checkpoint_ids] if checkpoint_ids else list(self.links.values())
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not any(link.pending for link in links):
-                return 0
+            if not any(link.pending or link.retries for link in links):
+                break
             self.pump(0.01)
-        return sum(len(link.pending) for link in links)
+        return sum(len(link.pending) + len(link.retries) + link.undelivered for link in links)
 
     @property
     def unacknowledged(self) -> int:

@@ -82,9 +82,12 @@ class Settings(BaseSettings):
         "persistent session (and what queued while it was down) survives restarts.",
     )
     ingest_shared_group: str | None = Field(
-        default="ingest",
+        default=None,
         description="Shared-subscription group ($share/<group>/...) so several ingest "
-        "processes split the load; empty for a plain subscription.",
+        "processes split the load. Empty (the default, one ingest): a plain subscription. "
+        "Mosquitto 2.0 forgets shared subscriptions over a broker restart until ingest "
+        "subscribes again; devices must then retry a PUBACK with reason 0x10 (see "
+        "docs/protocol.md).",
     )
     ingest_session_expiry_s: int = Field(
         default=0xFFFFFFFF,

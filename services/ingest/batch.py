@@ -29,6 +29,7 @@ from services.ingest.store import (
 
 log = logging.getLogger(__name__)
 CHECKPOINT_CACHE_S = 1.0  # registry changes apply within a second
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def is_transient(error: BaseException) -> bool:
@@ -63,6 +64,11 @@ class BatchProcessor:
     def _store(self, items: list[Inbound]) -> BatchOutcome:
         settings = self.settings
         with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # rather than wait silently behind another writer for the default 30 s,
+                # fail soon: the batch stays unacknowledged, is retried with backoff and
+                # the wait is logged
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             now = time.monotonic()
             if now - self._thresholds_at > CHECKPOINT_CACHE_S:
                 self._thresholds = load_checkpoints(conn, settings.fever_threshold_c)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.core.enums import DeadLetterReason, PassageKind, ReadingSource, Screening
-from services.core.identity import hash_id, is_valid_id, mask_id, normalize_id
+from services.core.identity import hash_id, is_valid_id, mask_id, normalize_id, redact
 from services.core.models.registry import normalize_plate
 from services.core.protocol import (
     DeviceMessage,
@@ -60,11 +60,19 @@ class Accepted:
 
 @dataclass(slots=True)
 class Rejected:
+    """A message that goes to the dead letters. Whatever of it may be shown or logged is
+    redacted here, once: a device may put an ID number anywhere, even in the topic."""
+
     inbound: Inbound
     reason: DeadLetterReason
     detail: str
     checkpoint_id: str | None = None
     kind: str | None = None
+
+    def __post_init__(self) -> None:
+        self.detail = redact(self.detail)
+        self.checkpoint_id = redact(self.checkpoint_id) if self.checkpoint_id else None
+        self.kind = redact(self.kind)[:32] if self.kind else None
 
 
 def parse_inbound(

@@ -153,10 +153,10 @@ def dead_letter_row(rejected: Rejected) -> dict[str, Any]:
     return {
         "received_at": rejected.inbound.received_at,
         "topic": redact(rejected.inbound.topic)[:512],
-        "checkpoint_id": rejected.checkpoint_id,
-        "kind": rejected.kind[:32] if rejected.kind else None,
+        "checkpoint_id": rejected.checkpoint_id,  # Rejected redacts its own fields
+        "kind": rejected.kind,
         "reason": rejected.reason.value,
-        "detail": redact(rejected.detail)[:500],
+        "detail": rejected.detail[:500],
         # redact before truncating, so a cut cannot leave half an ID unmasked
         "payload": redact(text)[:DEAD_LETTER_PAYLOAD_CHARS],
         "payload_bytes": len(rejected.inbound.payload),

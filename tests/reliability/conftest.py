@@ -1,0 +1,457 @@
+"""Fixtures and helpers of the reliability scenarios: ingest and alert processes, a
+restartable private broker, a device that buffers, a traffic generator that remembers
+what it sent, the check of the database against it, and the report.
+
+Durations are configurable (see `env_float`) so CI stays within its time budget.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import Engine, text
+
+from services.core.db import dispose_engines
+from services.core.demo import DemoCommunity
+from tests.conftest import TEST_SECRET, _pg_admin, _pg_url, free_port
+from tests.reliability.report import Figures, ReliabilityReport
+from tests.support import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ReliabilityReport()
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+# --- the report ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def reliability_report() -> Iterator[ReliabilityReport]:
+    yield REPORT
+    path = REPORT.write()
+    if path:
+        print(f"\nreliability report written to {path}")
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request: pytest.FixtureRequest, reliability_report: ReliabilityReport) -> None:
+    reliability_report.current_test = request.node.nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        REPORT.outcome(item.nodeid, report.passed, report.duration)
+    elif report.when in ("setup", "teardown"):
+        for figures in REPORT.by_test.get(item.nodeid, []):
+            figures.test_s += report.duration
+            if report.failed:
+                figures.result = "FAIL"
+
+
+def record(**values: Any) -> Figures:
+    return REPORT.record(Figures(**values))
+
+
+def db_name(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+# --- processes -------------------------------------------------------------------------
+def service_env(database_url: str, mqtt_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CPM_DATABASE_URL": database_url,
+        "CPM_MQTT_URL": mqtt_url,
+        "CPM_TOPIC_PREFIX": prefix,
+        "CPM_ID_HASH_SECRET": TEST_SECRET,
+        **extra,
+    }
+
+
+class Process:
+    """A `cpmon` sub-command in a process of its own; its log goes to a file (a pipe
+    nobody reads would fill up and block it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="cpm-rel-", suffix=".log")[1])
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def wait_log(self, needle: str, timeout: float = 60) -> None:
+        """Wait for a line in the log (e.g. ingest's "ingest running", printed once it
+        is subscribed); fail at once if the process died."""
+
+        def seen() -> bool:
+            assert self.alive(), f"the process exited: {self.log()[-3000:]}"
+            return needle in self.log()
+
+        wait_until(seen, timeout=timeout, interval=0.1)
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait: the return code (a clean stop is 0)."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def close(self) -> None:
+        if self.alive():
+            self.popen.kill()
+            self.popen.wait(10)
+        self._log.close()
+        # captured by pytest, shown when the test fails
+        print(f"--- log of pid {self.pid} ---\n{self.log()[-4000:]}")
+        self.log_path.unlink(missing_ok=True)
+
+
+def start_ingest(
+    database_url: str, mqtt_url: str, prefix: str, client_id: str, wait: bool = True, **extra: str
+) -> Process:
+    """`cpmon ingest`, by default returned once it is subscribed (before that, the broker
+    would drop what devices publish: there is no session yet to queue it in)."""
+    env = service_env(database_url, mqtt_url, prefix, CPM_INGEST_CLIENT_ID=client_id, **extra)
+    process = Process(["ingest"], env)
+    if wait:
+        process.wait_log("ingest running as")
+    return process
+
+
+def start_alerts(database_url: str, mqtt_url: str, prefix: str, **extra: str) -> Process:
+    return Process(
+        ["alerts", "--poll", "0.3", "--timers", "1"],
+        service_env(database_url, mqtt_url, prefix, **extra),
+    )
+
+
+# --- a private broker that can be restarted ---------------------------------------------
+class Broker:
+    """A `mosquitto` of our own: persistence on, no queue limit, a fixed port and
+    persistence directory across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port = free_port()
+        self.dir = directory
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {directory}/\n"
+            "max_queued_messages 0\nmax_inflight_messages 0\n"
+            f"log_dest file {directory}/mosquitto.log\nlog_type all\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: port_open(self.port), timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM: mosquitto writes its persistence file and exits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+        self.process = None
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    # mosquitto started as root drops to the `mosquitto` user: its persistence directory
+    # must be writable by that user (pytest's tmp_path is private to root)
+    directory = Path(tempfile.mkdtemp(prefix="cpm-broker-"))
+    directory.chmod(0o777)
+    instance = Broker(directory)
+    instance.start()
+    yield instance
+    instance.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- a device that buffers --------------------------------------------------------------
+NO_MATCHING_SUBSCRIBERS = 0x10
+
+
+class Device:
+    """An MQTT v5 client that publishes with QoS 1 whether or not it is connected:
+    paho keeps every unacknowledged message and sends it again after reconnecting."""
+
+    def __init__(self, mqtt_url: str, inflight: int = 1000) -> None:
+        parts = urlsplit(mqtt_url)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"rel-dev-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.max_inflight_messages_set(inflight)
+        self.client.max_queued_messages_set(0)  # unbounded: the device's own buffer
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *_: self.connected.set()
+        self.client.on_disconnect = lambda *_: self.connected.clear()
+        self.client.on_publish = self._on_publish
+        self.published = 0
+        self._acked = 0
+        self._lock = threading.Lock()
+        self._unacked: dict[int, tuple[str, bytes]] = {}  # mid -> message
+        self._early: dict[int, Any] = {}  # PUBACK reasons that beat publish() back
+        self.retried = 0
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.client.loop_start()
+        assert self.connected.wait(10), "the device could not connect"
+
+    def publish(self, messages: list[tuple[str, bytes]], pace_every: int = 0) -> None:
+        for n, (topic, payload) in enumerate(messages):
+            # while disconnected this returns "not connected", but paho keeps the message
+            # and sends it after reconnecting
+            self._send(topic, payload)
+            self.published += 1
+            if pace_every and n % pace_every == pace_every - 1:
+                time.sleep(0.01)  # a steady stream, not one burst
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        # never hold our lock across publish(): paho calls on_publish under its own
+        info = self.client.publish(topic, payload, qos=1)
+        with self._lock:  # the PUBACK may have come back before publish() returned
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._unacked[info.mid] = (topic, payload)
+        if early is not None:
+            self._settle(early, (topic, payload))
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._lock:
+            message = self._unacked.pop(mid, None)
+            if message is None:
+                self._early[mid] = reason
+                return
+        self._settle(reason, message)
+
+    def _settle(self, reason: Any, message: tuple[str, bytes]) -> None:
+        """The broker's PUBACK. Reason 0x10, "no matching subscribers", means nobody got
+        it (a broker just restarted, ingest not yet subscribed again): as the protocol
+        asks of a device, keep it and publish it again shortly."""
+        if reason == NO_MATCHING_SUBSCRIBERS:
+            with self._lock:
+                self.retried += 1
+            threading.Timer(0.5, self._send, message).start()
+            return
+        with self._lock:
+            self._acked += 1
+
+    def acknowledged(self) -> int:
+        return self._acked
+
+    def wait_acknowledged(self, timeout: float = 120) -> None:
+        wait_until(lambda: self.acknowledged() >= self.published, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --- traffic that remembers what it sent ------------------------------------------------
+TABLE_OF_KIND = {"entry": "passage", "reading": "reading", "duty": "duty_event"}
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    topic: str
+    payload: bytes
+    table: str
+    checkpoint_id: str
+    msg_id: str
+
+
+def traffic(
+    community: DemoCommunity,
+    prefix: str,
+    total: int,
+    *,
+    start: datetime | None = None,
+    span: timedelta = timedelta(minutes=30),
+    tag: str = "",
+    checkpoints: int | None = None,
+    fever_every: int = 0,
+) -> list[Sent]:
+    """Entries, the readings that screen them, and now and then a duty change, spread
+    evenly over `span` from `start`; unique msg ids. Every `fever_every`-th reading is
+    a fever of a person no other fever names."""
+    start = start or datetime.now(UTC) - span - timedelta(minutes=1)
+    cps = community.checkpoints[:checkpoints] if checkpoints else community.checkpoints
+    step = span / max(total, 1)
+    out: list[Sent] = []
+    for n in range(total):
+        cp = cps[n % len(cps)].id
+        ts = (start + step * n).isoformat()
+        person = community.people[(n // 2) % len(community.people)]
+        if n % 20 == 19:
+            staff = f"st-{cp.removeprefix('cp-')}-1"
+            action = "on" if n % 40 == 19 else "off"
+            msg_id, kind = f"{tag}d{n}", "duty"
+            body = f'{{"msg_id":"{msg_id}","ts":"{ts}","staff_id":"{staff}","action":"{action}"}}'
+        elif n % 2 == 0:
+            msg_id, kind = f"{tag}e{n}", "entry"
+            body = (
+                f'{{"msg_id":"{msg_id}","ts":"{ts}","direction":"in","kind":"person",'
+                f'"id_number":"{person.id_number}","qr_pass":"{person.pass_code}"}}'
+            )
+        else:
+            fever = fever_every and (n // 2) % fever_every == 0
+            temp = 38.4 if fever else 36.5
+            msg_id, kind = f"{tag}r{n}", "reading"
+            body = (
+                f'{{"msg_id":"{msg_id}","ts":"{ts}","temp_c":{temp},"direction":"in",'
+                f'"entry_msg_id":"{tag}e{n - 1}"}}'
+            )
+        topic = f"{prefix}/cp/{cp}/{kind}"
+        out.append(Sent(topic, body.encode(), TABLE_OF_KIND[kind], cp, msg_id))
+    return out
+
+
+def as_messages(sent: list[Sent]) -> list[tuple[str, bytes]]:
+    return [(s.topic, s.payload) for s in sent]
+
+
+@dataclass
+class Tally:
+    sent: int
+    stored: int
+    lost: int
+    doubled: int
+    missing: list[tuple[str, str, str]]
+
+
+def tally(engine: Engine, sent: list[Sent]) -> Tally:
+    """The database against what was sent: every message found once, and the roll-ups
+    count each passage and reading once."""
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for s in sent:
+        expected.setdefault(s.table, set()).add((s.checkpoint_id, s.msg_id))
+    found = 0
+    doubled = 0
+    missing: list[tuple[str, str, str]] = []
+    with engine.connect() as conn:
+        for table, keys in expected.items():
+            rows = conn.execute(text(f"SELECT checkpoint_id, msg_id FROM {table}")).all()
+            counts = Counter((row[0], row[1]) for row in rows)
+            doubled += sum(n - 1 for key, n in counts.items() if key in keys and n > 1)
+            here = keys & counts.keys()
+            found += len(here)
+            missing += [(table, *key) for key in sorted(keys - here)][:20]
+        for table, column in (("passage", "passages"), ("reading", "readings")):
+            counted = conn.execute(text(f"SELECT coalesce(sum({column}), 0) FROM coverage_rollup"))
+            doubled += max(0, int(counted.scalar_one()) - len(expected.get(table, ())))
+    total = sum(len(keys) for keys in expected.values())
+    return Tally(total, found, total - found, doubled, missing)
+
+
+def stored_count(engine: Engine, tables: tuple[str, ...] = ("passage", "reading", "duty_event")):
+    with engine.connect() as conn:
+        return sum(
+            int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in tables
+        )
+
+
+def settle(engine: Engine, total: int, quiet_s: float = 10, timeout: float = 180) -> int:
+    """Wait until `total` rows are stored, or until nothing new has been stored for
+    `quiet_s` (then the test records what is missing and fails on it)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = stored_count(engine)
+        if now >= total:
+            return now
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > quiet_s:
+            return now
+        time.sleep(0.2)
+    return stored_count(engine)
+
+
+# --- a second database of the same kind (scenario 4 compares two) -----------------------
+@pytest.fixture
+def twin_database_url(
+    database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
+    if database_url.startswith("sqlite"):
+        path = tmp_path / "twin.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"cpm_twin_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _pg_url(name)
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
