@@ -13,6 +13,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,11 +70,18 @@ def pg_template() -> Iterator[str]:
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database migrated to head, on each engine in turn."""
-    if request.param == "sqlite":
-        path = tmp_path / "cpm.db"
+    with fresh_database(request.param, request, tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database of `kind` copied from the migrated template; dropped afterwards."""
+    if kind == "sqlite":
+        path = tmp_path / f"cpm-{uuid.uuid4().hex[:6]}.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
-    elif request.param == "postgres":
+    elif kind == "postgres":
         template = request.getfixturevalue("pg_template")
         name = f"cpm_t_{uuid.uuid4().hex[:12]}"
         admin = _pg_admin()
@@ -85,7 +93,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     else:
-        raise ValueError(f"unknown test database {request.param!r}")
+        raise ValueError(f"unknown test database {kind!r}")
     dispose_engines()
 
 

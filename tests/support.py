@@ -103,6 +103,9 @@ def private_broker(extra_config: str = "") -> Iterator[str]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
+        # mosquitto started as root drops to the `mosquitto` user, who must be able to
+        # write its persistence file here
+        Path(tmp).chmod(0o777)
         config = Path(tmp) / "mosquitto.conf"
         config.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\n"

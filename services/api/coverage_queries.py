@@ -67,17 +67,9 @@ SELECT {hour} AS h, {group}
 FROM reading WHERE ts >= :start AND ts < :end{scope}
 GROUP BY h{group_by}
 """
-_PASSAGE_COUNTERS = (
-    "passages",
-    "persons_in",
-    "persons_out",
-    "vehicles_in",
-    "vehicles_out",
-    "screened_persons",
-    "registered",
-    "quarantine_passages",
-)
 _READING_COUNTERS = ("readings", "fevers", "implausible_readings")
+# the order of the SELECTs above, which is that of the roll-up table
+_PASSAGE_COUNTERS = tuple(c for c in ROLLUP_COUNTERS if c not in _READING_COUNTERS)
 
 
 def recount_table(

@@ -30,9 +30,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, text
 
-from services.core.db import dispose_engines
 from services.core.demo import DemoCommunity
-from tests.conftest import TEST_SECRET, _pg_admin, _pg_url, free_port
+from tests.conftest import TEST_SECRET, free_port, fresh_database
 from tests.reliability.report import Figures, ReliabilityReport
 from tests.support import wait_until
 
@@ -440,18 +439,6 @@ def settle(engine: Engine, total: int, quiet_s: float = 10, timeout: float = 180
 def twin_database_url(
     database_url: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[str]:
-    if database_url.startswith("sqlite"):
-        path = tmp_path / "twin.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"cpm_twin_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield _pg_url(name)
-    dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    with fresh_database(kind, request, tmp_path) as url:
+        yield url

@@ -17,8 +17,9 @@ from services.core.demo import DemoCommunity
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.seed import load_demo
 from services.ingest.service import IngestService
-from tests.conftest import MQTT_URL, TEST_SECRET
+from tests.conftest import TEST_SECRET
 from tests.reliability.conftest import (
+    Broker,
     Device,
     Sent,
     as_messages,
@@ -75,7 +76,11 @@ def test_duplicates_and_an_hour_of_backlog_store_once_with_unchanged_coverage(
     small_community: DemoCommunity,
     topic_prefix: str,
     make_settings: Callable[..., Any],
+    broker: Broker,
 ) -> None:
+    # a broker of its own that queues without limit, as the shipped configuration does:
+    # the system broker's default of 1000 queued messages drops some when ingest falls
+    # behind a device replaying flat out
     clean_prefix = topic_prefix.replace("/cpm/v1", "/clean/cpm/v1")
     clean_engine = make_engine(twin_database_url)
     load_demo(clean_engine, small_community, TEST_SECRET)
@@ -89,17 +94,17 @@ def test_duplicates_and_an_hour_of_backlog_store_once_with_unchanged_coverage(
     )
     dirty = dirty_order(sent)
     services = [
-        IngestService(make_settings(mqtt_url=MQTT_URL, ingest_session_expiry_s=600)),
+        IngestService(make_settings(mqtt_url=broker.url, ingest_session_expiry_s=600)),
         IngestService(
             make_settings(
-                mqtt_url=MQTT_URL,
+                mqtt_url=broker.url,
                 ingest_session_expiry_s=600,
                 database_url=twin_database_url,
                 topic_prefix=clean_prefix,
             )
         ),
     ]
-    device = Device(MQTT_URL)
+    device = Device(broker.url)
     try:
         for service in services:
             service.start()
