@@ -245,7 +245,9 @@ def main() -> None:
     text = summarize(run(args))
     print(text)
     if not args.no_write:
-        write_section(SECTION, "Alert latency (bench/bench_alert_latency.py)", text)
+        engine = "postgresql" if args.database_url else "sqlite"
+        title = f"Alert latency, {engine} (bench/bench_alert_latency.py)"
+        write_section(f"{SECTION}-{engine}", title, text)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.alerts import store
@@ -224,17 +224,19 @@ class Processor:
             ):
                 for reading_id in by_passage[pid]:
                     persons[reading_id] = person_subject(id_hash)[2:]
+        by_entry: dict[tuple[str, str], list[int]] = {}
         for row in rows:
-            if row.id in persons or not row.entry_msg_id:
-                continue
-            id_hash = conn.execute(
-                select(passage_t.c.id_hash).where(
-                    passage_t.c.checkpoint_id == row.checkpoint_id,
-                    passage_t.c.msg_id == row.entry_msg_id,
+            if row.id not in persons and row.entry_msg_id:
+                by_entry.setdefault((row.checkpoint_id, row.entry_msg_id), []).append(row.id)
+        if by_entry:  # one query for the batch, not one per reading
+            key = tuple_(passage_t.c.checkpoint_id, passage_t.c.msg_id)
+            for cp, msg_id, id_hash in conn.execute(
+                select(passage_t.c.checkpoint_id, passage_t.c.msg_id, passage_t.c.id_hash).where(
+                    key.in_(list(by_entry)), passage_t.c.id_hash.is_not(None)
                 )
-            ).scalar()
-            if id_hash:
-                persons[row.id] = person_subject(id_hash)[2:]
+            ):
+                for reading_id in by_entry[(cp, msg_id)]:
+                    persons[reading_id] = person_subject(id_hash)[2:]
         return persons
 
     def _recent_implausible(self, conn: Connection, fact: ReadingFact) -> int:
