@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,8 @@ def run_engine(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(_env_file=None, database_url=url, id_hash_secret=SECRET)  # type: ignore[call-arg]
     app = create_app(settings)
     key = create_key_in(engine, Role.VIEWER, "bench")[1]
-    client = TestClient(app)
+    running = ExitStack()
+    client = running.enter_context(TestClient(app))  # with its lifespan, as under uvicorn
     headers = {"Authorization": f"Bearer {key}"}
     end = START + timedelta(days=args.days)
     params = {"from": START.isoformat(), "to": end.isoformat(), "bucket": "hour"}
@@ -314,7 +316,7 @@ def run_engine(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
         "board_http": summary(timed(board, args.runs)),
     }
     log(f"{name}: {json.dumps(results)}")
-    client.close()
+    running.close()
     engine.dispose()
     return results
 

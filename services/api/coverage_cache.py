@@ -12,7 +12,7 @@ key), simply recomputes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +29,21 @@ class SettledHours:
         self.max_entries = max_entries
         self._data: dict[tuple[Hashable, int], HourFigures] = {}
         self._lock = threading.Lock()
+        self._boundaries: dict[Hashable, list[Any]] = {}
         self.hits = 0
         self.misses = 0
+
+    def latest_before(self, key: Hashable, compute: Callable[[], list[Any]]) -> list[Any]:
+        """Who was on duty / which devices were online at a settled instant."""
+        with self._lock:
+            found = self._boundaries.get(key)
+        if found is None:
+            found = compute()
+            with self._lock:
+                if len(self._boundaries) > 1000:
+                    self._boundaries.clear()  # bounded; one entry per hour and scope
+                self._boundaries[key] = found
+        return found
 
     def get(self, key: Hashable, start: int, hours: int) -> cov.HourSeries | None:
         with self._lock:
@@ -96,4 +109,5 @@ def cached_series(
         cache.put(key, old)
     if split == end:
         return old
-    return concat(old, coverage_series(conn, scope, split, end, now))
+    # the tail starts at the settled boundary: the state there is final, so remembered
+    return concat(old, coverage_series(conn, scope, split, end, now, boundaries=cache))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -132,10 +132,27 @@ def rollup_table(
 
 
 # --- intervals -------------------------------------------------------------------------
+class Boundaries(Protocol):
+    """Remembers `_latest_before` answers at settled instants (nothing can change them)."""
+
+    def latest_before(self, key: Hashable, compute: Callable[[], list[Any]]) -> list[Any]: ...
+
+
 def _latest_before(
-    conn: Connection, table: str, columns: str, partition: str, start: datetime, cps: Any
+    conn: Connection,
+    table: str,
+    columns: str,
+    partition: str,
+    start: datetime,
+    cps: Any,
+    boundaries: Boundaries | None = None,
 ) -> list[Any]:
     """For each `partition` group, the columns of the last row before `start`."""
+    if boundaries is not None:
+        key = (table, columns, start, tuple(cps) if cps is not None else None)
+        return boundaries.latest_before(
+            key, lambda: _latest_before(conn, table, columns, partition, start, cps)
+        )
     if conn.dialect.name == "postgresql":
         sql = (
             f"SELECT DISTINCT ON ({partition}) {columns} FROM {table} "
@@ -169,11 +186,18 @@ def add_staffing(
     until: int,
     checkpoints: dict[str, int],
     cps: Sequence[str] | None,
+    boundaries: Boundaries | None = None,
 ) -> None:
     """Seconds per hour with at least min_staff on duty, summed over the checkpoints."""
     on_duty: dict[str, frozenset[str]] = defaultdict(frozenset)
     for cp, staff_id, action, *_ in _latest_before(
-        conn, "duty_event", "checkpoint_id, staff_id, action", "checkpoint_id, staff_id", start, cps
+        conn,
+        "duty_event",
+        "checkpoint_id, staff_id, action",
+        "checkpoint_id, staff_id",
+        start,
+        cps,
+        boundaries,
     ):
         if action == "on":
             on_duty[cp] = on_duty[cp] | {staff_id}
@@ -212,11 +236,12 @@ def add_uptime(
     until: int,
     checkpoints: dict[str, int],
     cps: Sequence[str] | None,
+    boundaries: Boundaries | None = None,
 ) -> None:
     """Seconds per hour each device was online (per its status history)."""
     state: dict[str, str] = {}
     for cp, status, *_ in _latest_before(
-        conn, "device_status_event", "checkpoint_id, state", "checkpoint_id", start, cps
+        conn, "device_status_event", "checkpoint_id, state", "checkpoint_id", start, cps, boundaries
     ):
         state[cp] = status
     events: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -270,8 +295,10 @@ def coverage_series(
     end: datetime,
     now: datetime,
     source: Source = "rollup",
+    boundaries: Boundaries | None = None,
 ) -> cov.HourSeries:
-    """Every per-hour figure of the hour-aligned window [start, end)."""
+    """Every per-hour figure of the hour-aligned window [start, end). `boundaries` may
+    remember the duty and device state at `start` when nothing can change it any more."""
     hours = int((end - start).total_seconds()) // cov.HOUR
     series = cov.HourSeries(start=cov.epoch(start), hours=hours)
     cps = scope.filter
@@ -283,8 +310,8 @@ def coverage_series(
     until = min(cov.epoch(end), cov.epoch(now))
     cov.add_checkpoint_time(series, len(scope.checkpoints), until)
     if until > series.start and scope.checkpoints:
-        add_staffing(conn, series, start, end, until, scope.checkpoints, cps)
-        add_uptime(conn, series, start, end, until, scope.checkpoints, cps)
+        add_staffing(conn, series, start, end, until, scope.checkpoints, cps, boundaries)
+        add_uptime(conn, series, start, end, until, scope.checkpoints, cps, boundaries)
     add_alerts_opened(conn, series, start, end, cps)
     return series
 
