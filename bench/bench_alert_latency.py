@@ -37,6 +37,7 @@ from services.core.models.alerts import WebhookRouteCreate
 from services.core.protocol import device_topic
 from services.core.seed import load_demo
 from services.core.settings import Settings
+from services.core.utils import freeze_startup_objects
 from services.ingest.service import IngestService
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     alerts = AlertService(settings, engine, tuning=AlertTuning(poll_interval_s=1.0))
     ingest.start()
     alerts.start()
+    freeze_startup_objects()  # as `cpmon ingest` and `cpmon alerts` do
     background = Background(prefix, args.rate)
     background.start()
     device = client("device")

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.core.logs import setup_logging
 from services.core.settings import get_settings
+from services.core.utils import freeze_startup_objects
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +40,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     service.start()
+    freeze_startup_objects()
     try:
         stop.wait()
     finally:

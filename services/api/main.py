@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from services.api.routes import (
 )
 from services.core.db import get_engine
 from services.core.settings import Settings, get_settings
+from services.core.utils import freeze_startup_objects
 
 STATIC_DIR = Path(__file__).parent / "static"
 API_PREFIX = "/api/v1"
@@ -56,11 +56,8 @@ accepted only in request bodies, hashed on arrival, and never returned.
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # What exists once the app has started (modules, routes, schemas) lives as long as
-    # the process: freezing it keeps the collector's full scans short, which otherwise
-    # pause a request now and then by ~100 ms (measured: coverage p95 150 -> 48 ms).
-    gc.collect()
-    gc.freeze()
+    # measured: without it, the coverage p95 over 30 days was 150 ms instead of 48 ms
+    freeze_startup_objects()
     yield
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.core.logs import setup_logging
 from services.core.settings import get_settings
+from services.core.utils import freeze_startup_objects
 
 log = logging.getLogger("services.ingest")
 
@@ -34,6 +35,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     service = IngestService(settings)
     service.start(timeout=None)  # a broker that is not up yet is retried in the background
+    freeze_startup_objects()
     log.info("ingest running as %s on %r", settings.ingest_client_id, settings.mqtt)
     stop.wait()
     log.info("stopping: committing and acknowledging what was received")
