@@ -161,7 +161,7 @@ def render(rows: list[dict[str, Any]], session_s: float) -> str:
         "",
         "Durations come from environment variables (defaults in brackets):",
         "`CPM_RELIABILITY_KILLS` (3), `CPM_RELIABILITY_BROKER_DOWN_S` (5),",
-        "`CPM_RELIABILITY_DB_OUTAGE_S` (30), `CPM_RELIABILITY_BURST_S` (20),",
+        "`CPM_RELIABILITY_DB_OUTAGE_S` (30), `CPM_RELIABILITY_BURST_S` (60),",
         "`CPM_RELIABILITY_WEBHOOK_DOWN_S` (600, simulated), `CPM_RELIABILITY_REPORT`",
         "(where this file is written).",
         "",

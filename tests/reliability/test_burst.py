@@ -1,7 +1,7 @@
 """Scenario 5: a burst far beyond what ingest sustains. The benchmark rate is about
 10,000 msg/s, so ten times that is more than one machine can publish; the burst here is
 honestly "as fast as one publisher process can send" for CPM_RELIABILITY_BURST_S seconds
-(default 20; the issue's 60 s with CPM_RELIABILITY_BURST_S=60). Ingest's memory (VmRSS of
+(default 60 s, as the issue asks). Ingest's memory (VmRSS of
 the `cpmon ingest` process) must stay bounded: its queue is bounded and MQTT Receive
 Maximum makes the broker hold the rest. Everything the broker acknowledged is stored."""
 
@@ -30,7 +30,7 @@ from tests.reliability.conftest import (
     tally,
 )
 
-BURST_S = env_float("CPM_RELIABILITY_BURST_S", 20)
+BURST_S = env_float("CPM_RELIABILITY_BURST_S", 60)
 RSS_LIMIT_MB = 200  # the issue's bound for a 1-million-message backlog
 
 
