@@ -8,6 +8,7 @@ like a fresh machine: no broker answers at CPM_MQTT_URL, so `cpmon up` starts on
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,12 +54,10 @@ class Up:
         return self.log.read_text(errors="replace")
 
     def api_key(self) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "apikey", "create", "--role", "viewer"],
-            env={**self.env, "CPM_DEMO_MODE": "true"}, capture_output=True, text=True,
-            timeout=60, check=True,
-        )  # fmt: skip
-        return done.stdout.strip().splitlines()[-1].split()[-1]
+        """The demo key `cpmon up --demo` prints for signing in to the dashboard."""
+        found = re.search(r"sign in to the dashboard with the demo key (\S+)", self.output())
+        assert found, f"no demo key printed:\n{self.output()[-3000:]}"
+        return found.group(1)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -62,6 +62,27 @@ def prepare_database(settings: Settings, options: UpOptions) -> str:
     return "loaded the demo community: " + ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
+DEMO_KEY_NAME = "demo (cpmon up)"
+
+
+def demo_key(settings: Settings) -> str:
+    """A fresh admin key to sign in to the demo dashboard with. Keys are stored hashed and
+    cannot be shown again, so each start issues a new one and revokes the previous."""
+    from sqlmodel import select
+
+    from services.api.auth import Role, create_key_in
+    from services.core.db import get_engine, session_scope, utcnow
+    from services.core.models.auth import ApiKey
+
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as session:
+        for old in session.exec(select(ApiKey).where(ApiKey.name == DEMO_KEY_NAME)):
+            if old.revoked_at is None:
+                old.revoked_at = utcnow()
+                session.add(old)
+    return create_key_in(engine, Role.ADMIN, DEMO_KEY_NAME)[1]
+
+
 def service_specs(
     options: UpOptions, env: Mapping[str, str], cpmon: Sequence[str]
 ) -> list[ChildSpec]:
@@ -134,6 +155,8 @@ def run_up(settings: Settings, options: UpOptions, cpmon: Sequence[str] | None =
     print(f"cpmon up: broker: {broker.describe()}", flush=True)
     address = api_address(settings, options)
     print(f"cpmon up: API on {address} (docs {address}/docs); dashboard {address}/", flush=True)
+    if options.demo:
+        print(f"cpmon up: sign in to the dashboard with the demo key {demo_key(settings)}")
     print("cpmon up: Ctrl-C stops everything (ingest commits its last batch first)", flush=True)
     supervisor.run(stop)
     print("cpmon up: stopped", flush=True)
