@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.core.enums import DeadLetterReason, PassageKind, ReadingSource, Screening
-from services.core.identity import hash_id, is_valid_id, mask_id, normalize_id, redact
+from services.core.identity import is_valid_id, mask_id, normalize_id, redact
 from services.core.models.registry import normalize_plate
 from services.core.protocol import (
     DeviceMessage,
@@ -102,6 +102,8 @@ def parse_inbound(
 class RegistryView:
     """The registry facts one batch needs, looked up in one go."""
 
+    # normalised ID number -> its HMAC, computed once per batch; kept in memory only
+    id_hashes: dict[str, str] = field(default_factory=dict)
     person_ids: dict[str, int] = field(default_factory=dict)  # id_hash -> person id
     passes: dict[str, PassRecord] = field(default_factory=dict)  # code -> pass
     vehicles: dict[str, tuple[int, bool]] = field(default_factory=dict)  # plate -> id, active
@@ -212,7 +214,8 @@ def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
         row["registration"] = classify_vehicle(vehicle_active=vehicle[1] if vehicle else None)
     else:
         id_number = normalize_id(entry.id_number) if entry.id_number else ""
-        id_hash = hash_id(ctx.settings.id_hash_secret, id_number) if id_number else None
+        # load_registry hashed every ID number of the batch
+        id_hash = registry.id_hashes[id_number] if id_number else None
         person_id = registry.person_ids.get(id_hash) if id_hash else None
         pass_record = registry.passes.get(entry.qr_pass) if entry.qr_pass else None
         row.update(

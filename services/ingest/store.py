@@ -50,7 +50,6 @@ from services.ingest.rules import (
 from services.ingest.screening import link_screenings
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
-SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
 
 passage_t = table_of(Passage)
 reading_t = table_of(Reading)
@@ -97,7 +96,7 @@ def load_registry(
     conn: Connection, accepted: Iterable[Accepted], secret: str, thresholds: dict[str, float]
 ) -> RegistryView:
     """The people, passes, vehicles and quarantines this batch's entries mention."""
-    id_hashes: set[str] = set()
+    id_hashes: dict[str, str] = {}
     codes: set[str] = set()
     plates: set[str] = set()
     for item in accepted:
@@ -108,15 +107,18 @@ def load_registry(
             if entry.plate:
                 plates.add(normalize_plate(entry.plate))
             continue
-        if entry.id_number and normalize_id(entry.id_number):
-            id_hashes.add(hash_id(secret, entry.id_number))
+        id_number = normalize_id(entry.id_number) if entry.id_number else ""
+        if id_number and id_number not in id_hashes:
+            id_hashes[id_number] = hash_id(secret, id_number)
         if entry.qr_pass:
             codes.add(entry.qr_pass)
-    view = RegistryView(fever_thresholds=thresholds)
+    view = RegistryView(id_hashes=id_hashes, fever_thresholds=thresholds)
     if id_hashes:
         person = table_of(Person)
         rows = conn.execute(
-            select(person.c.id_hash, person.c.id).where(person.c.id_hash.in_(id_hashes))
+            select(person.c.id_hash, person.c.id).where(
+                person.c.id_hash.in_(list(id_hashes.values()))
+            )
         )
         view.person_ids = {row.id_hash: row.id for row in rows}
     if codes:
