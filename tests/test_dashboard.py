@@ -141,8 +141,14 @@ def test_a_fever_published_over_mqtt_reaches_the_live_feed_and_is_acknowledged_a
         form = item.locator("form.resolve-form")
         form.locator("select[name=outcome]").select_option("sent_to_fever_clinic")
         form.locator("input[name=note]").fill("送华侨城医院发热门诊")
+        # another alert arrives while the officer is typing: the feed re-renders, and
+        # what was chosen and typed must survive it
+        pipe.device.fever("cp-021", 38.2)
+        page.locator(".feed-item[data-type=fever]").nth(1).wait_for(timeout=DEADLINE_MS)
+        form = page.locator(".feed-item[data-type=fever] form.resolve-form")
+        assert form.locator("input[name=note]").input_value() == "送华侨城医院发热门诊"
         form.locator("button[type=submit]").click()
-        page.wait_for_selector(".feed-item[data-type=fever]", state="detached")
+        page.wait_for_selector(".feed-item[data-type=fever] form.resolve-form", state="detached")
         (alert,) = fever_alerts(seeded_engine, "cp-020")
         assert alert.status == "resolved" and alert.outcome == "sent_to_fever_clinic"
         assert alert.note == "送华侨城医院发热门诊"

@@ -26,6 +26,7 @@ export class AlertFeed {
     this.soundOn = true;
     this.audio = null;
     this.resolving = null;
+    this.draft = { outcome: "", note: "" };
   }
 
   // --- connection ------------------------------------------------------------------
@@ -222,12 +223,17 @@ export class AlertFeed {
   }
 
   resolveForm(alert) {
+    // the feed re-renders on every update: what the user chose and typed is kept in
+    // this.draft so a new alert arriving meanwhile does not wipe it
+    const draft = this.draft;
     const outcome = el(
       "select",
-      { name: "outcome", required: true, "aria-label": t("feed.outcome") },
+      { name: "outcome", required: true, "aria-label": t("feed.outcome"), onchange: () => { draft.outcome = outcome.value; } },
       OUTCOMES.map((value) => el("option", { value }, t(`outcome.${value}`))),
     );
-    const note = el("input", { name: "note", type: "text", maxlength: 1000, placeholder: t("feed.note"), "aria-label": t("feed.note") });
+    const note = el("input", { name: "note", type: "text", maxlength: 1000, placeholder: t("feed.note"), "aria-label": t("feed.note"), oninput: () => { draft.note = note.value; } });
+    if (draft.outcome) outcome.value = draft.outcome;
+    note.value = draft.note;
     return el(
       "form",
       {
@@ -248,6 +254,7 @@ export class AlertFeed {
 
   openResolve(id) {
     this.resolving = id;
+    this.draft = { outcome: "", note: "" };
     this.render();
     this.list.querySelector(".resolve-form select")?.focus();
   }
