@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.alerts import store
@@ -43,6 +43,7 @@ from services.alerts.rules_timed import (
 )
 from services.core.models import Checkpoint, DeviceStatusEvent, Passage, Reading
 from services.core.models.alerts import Watermark
+from services.core.queries import join_pairs
 from services.core.utils import table_of
 
 log = logging.getLogger(__name__)
@@ -229,11 +230,11 @@ class Processor:
             if row.id not in persons and row.entry_msg_id:
                 by_entry.setdefault((row.checkpoint_id, row.entry_msg_id), []).append(row.id)
         if by_entry:  # one query for the batch, not one per reading
-            key = tuple_(passage_t.c.checkpoint_id, passage_t.c.msg_id)
+            named = join_pairs(conn.dialect.name, passage_t, passage_t.c.msg_id, set(by_entry))
             for cp, msg_id, id_hash in conn.execute(
-                select(passage_t.c.checkpoint_id, passage_t.c.msg_id, passage_t.c.id_hash).where(
-                    key.in_(list(by_entry)), passage_t.c.id_hash.is_not(None)
-                )
+                select(passage_t.c.checkpoint_id, passage_t.c.msg_id, passage_t.c.id_hash)
+                .select_from(named)
+                .where(passage_t.c.id_hash.is_not(None))
             ):
                 for reading_id in by_entry[(cp, msg_id)]:
                     persons[reading_id] = person_subject(id_hash)[2:]

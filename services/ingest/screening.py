@@ -7,14 +7,15 @@ new open passages and readings of a batch, plus those already stored in the same
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, tuple_
+from sqlalchemy import Connection, select
 
 from services.core.enums import PassageKind
 from services.core.models import Passage, Reading
+from services.core.queries import join_pairs
 from services.core.utils import table_of
 from services.ingest.bulk import update_by_id
 from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, match_screenings
@@ -38,36 +39,44 @@ def lane_windows(
     return {lane: (lo - window, hi + window) for lane, (lo, hi) in spans.items()}
 
 
-def _in_lanes(table: Any, lanes: dict[Lane, tuple[datetime, datetime]]) -> Any:
-    return or_(
-        *(
-            and_(
-                table.c.checkpoint_id == cp,
-                table.c.direction == direction,
-                table.c.ts.between(lo, hi),
-            )
-            for (cp, direction), (lo, hi) in lanes.items()
-        )
+def _in_lanes(
+    query: Any, table: Any, lanes: dict[Lane, tuple[datetime, datetime]]
+) -> tuple[Any, Callable[[Any], bool]]:
+    """`query` narrowed to the lanes' checkpoints, directions and overall span, plus the
+    exact per-lane test for its rows. One range scan per (checkpoint, direction) on the
+    (checkpoint, direction, ts) index, and a query text that does not grow with the batch
+    (so it is compiled once); an OR of per-lane ranges costs more to build than to run."""
+    c = table.c
+    narrowed = query.where(
+        c.checkpoint_id.in_(sorted({cp for cp, _ in lanes})),
+        c.direction.in_(sorted({direction for _, direction in lanes})),
+        c.ts.between(min(lo for lo, _ in lanes.values()), max(hi for _, hi in lanes.values())),
     )
+
+    def in_lane(row: Any) -> bool:
+        span = lanes.get((row.checkpoint_id, row.direction))
+        return span is not None and span[0] <= row.ts <= span[1]
+
+    return narrowed, in_lane
 
 
 def _stored_open_passages(
     conn: Connection, new_readings: list[OpenReading], window: timedelta
 ) -> list[OpenPassage]:
+    c = passage_t.c
+    open_passages = select(c.id, c.checkpoint_id, c.direction, c.ts, c.msg_id).where(
+        c.kind == PassageKind.PERSON.value, c.screened.is_(False)
+    )
     unnamed = [r for r in new_readings if r.entry_msg_id is None]
     named = {(r.checkpoint_id, r.entry_msg_id) for r in new_readings if r.entry_msg_id}
-    wanted = []
+    found: dict[int, OpenPassage] = {}
     if unnamed:
-        wanted.append(_in_lanes(passage_t, lane_windows(unnamed, window)))
+        query, in_lane = _in_lanes(open_passages, passage_t, lane_windows(unnamed, window))
+        found.update((row.id, OpenPassage(*row)) for row in conn.execute(query) if in_lane(row))
     if named:  # a named entry may lie outside any window
-        wanted.append(tuple_(passage_t.c.checkpoint_id, passage_t.c.msg_id).in_(named))
-    if not wanted:
-        return []
-    c = passage_t.c
-    query = select(c.id, c.checkpoint_id, c.direction, c.ts, c.msg_id).where(
-        c.kind == PassageKind.PERSON.value, c.screened.is_(False), or_(*wanted)
-    )
-    return [OpenPassage(*row) for row in conn.execute(query)]
+        query = open_passages.select_from(join_pairs(conn.dialect.name, passage_t, c.msg_id, named))
+        found.update((row.id, OpenPassage(*row)) for row in conn.execute(query))
+    return list(found.values())
 
 
 def _stored_open_readings(
@@ -76,19 +85,21 @@ def _stored_open_readings(
     if not new_passages:
         return []
     c = reading_t.c
-    named = {(p.checkpoint_id, p.msg_id) for p in new_passages}
-    query = select(c.id, c.checkpoint_id, c.direction, c.ts, c.entry_msg_id).where(
-        c.passage_id.is_(None),
-        c.implausible.is_(False),
-        c.source == "thermometer",
-        or_(
-            and_(
-                c.entry_msg_id.is_(None), _in_lanes(reading_t, lane_windows(new_passages, window))
-            ),
-            tuple_(c.checkpoint_id, c.entry_msg_id).in_(named),
-        ),
+    open_readings = select(c.id, c.checkpoint_id, c.direction, c.ts, c.entry_msg_id).where(
+        c.passage_id.is_(None), c.implausible.is_(False), c.source == "thermometer"
     )
-    return [OpenReading(*row) for row in conn.execute(query)]
+    # two disjoint sets (an unnamed reading has no entry_msg_id), each on its own index
+    query, in_lane = _in_lanes(
+        open_readings.where(c.entry_msg_id.is_(None)),
+        reading_t,
+        lane_windows(new_passages, window),
+    )
+    found = [OpenReading(*row) for row in conn.execute(query) if in_lane(row)]
+    named = {(p.checkpoint_id, p.msg_id) for p in new_passages}
+    naming = join_pairs(conn.dialect.name, reading_t, c.entry_msg_id, named)
+    query = open_readings.select_from(naming)
+    found.extend(OpenReading(*row) for row in conn.execute(query))
+    return found
 
 
 def link_screenings(

@@ -88,6 +88,8 @@ class Reading(ReadingBase, table=True):
         UniqueConstraint("checkpoint_id", "msg_id", name="uq_reading_msg"),
         Index("ix_reading_cp_dir_ts", "checkpoint_id", "direction", "ts"),
         Index("ix_reading_ts", "ts"),
+        # a new passage looks up the stored readings that name it (screening)
+        Index("ix_reading_cp_entry", "checkpoint_id", "entry_msg_id"),
     )
 
     id: int | None = Field(default=None, sa_column=_big_pk())

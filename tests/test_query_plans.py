@@ -1,0 +1,98 @@
+"""The per-batch look-ups of ingest and alerts read indexes, never a whole table.
+
+Each statement the code under test runs is also EXPLAINed on the same connection. On
+PostgreSQL sequential scans are priced out (`enable_seqscan = off`), so a scan in the plan
+means no index could answer the query; SQLite's planner is asked directly. A full scan
+here would cost a batch time in proportion to months of stored passages and readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+
+from services.alerts.processor import Processor
+from services.core.db import utcnow
+from services.ingest.rules import OpenPassage, OpenReading
+from services.ingest.screening import _stored_open_passages, _stored_open_readings
+
+BIG_TABLES = ("passage", "reading")
+
+
+@contextmanager
+def explained(conn: Connection) -> Iterator[list[str]]:
+    """Plans of every SELECT run on `conn` inside the block, one text per statement."""
+    plans: list[str] = []
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+
+    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            return
+        cursor.execute(("EXPLAIN " if postgres else "EXPLAIN QUERY PLAN ") + statement, parameters)
+        rows = cursor.fetchall()
+        plans.append("\n".join(str(row[0] if postgres else row[-1]) for row in rows))
+
+    event.listen(conn, "before_cursor_execute", explain)
+    try:
+        yield plans
+    finally:
+        event.remove(conn, "before_cursor_execute", explain)
+
+
+def full_scans(plan: str) -> list[str]:
+    lines = plan.splitlines()
+    return [
+        line
+        for line in lines
+        for table in BIG_TABLES
+        if f"Seq Scan on {table}" in line or line.strip().startswith(f"SCAN {table}")
+    ]
+
+
+def test_screening_candidates_come_from_indexes(seeded_engine: Engine) -> None:
+    now = utcnow()
+    passages = [
+        OpenPassage(n, f"cp-{1 + n % 20:03d}", ("in", "out")[n % 2], now, f"e{n}")
+        for n in range(1, 300)
+    ]
+    readings = [
+        OpenReading(
+            n, f"cp-{1 + n % 20:03d}", ("in", "out")[n % 2], now, f"e{n}" if n % 3 else None
+        )
+        for n in range(1, 300)
+    ]
+    with seeded_engine.connect() as conn, explained(conn) as plans:
+        _stored_open_readings(conn, passages, timedelta(seconds=30))
+        _stored_open_passages(conn, readings, timedelta(seconds=30))
+    assert len(plans) == 4  # in the lanes, and named by id; for readings and passages
+    for plan in plans:
+        assert full_scans(plan) == [], plan
+
+
+def test_alerts_find_the_person_of_a_reading_from_an_index(
+    seeded_engine: Engine, make_settings: Any
+) -> None:
+    from services.alerts.rules_timed import Thresholds
+
+    settings = make_settings()
+    processor = Processor(
+        seeded_engine, Thresholds.from_settings(settings), utcnow, timedelta(minutes=10), 100, 30
+    )
+    rows = [
+        SimpleNamespace(
+            id=n, passage_id=n if n % 2 else None, checkpoint_id="cp-001", entry_msg_id=f"e{n}"
+        )
+        for n in range(1, 200)
+    ]
+    with seeded_engine.connect() as conn, explained(conn) as plans:
+        assert processor._reading_persons(conn, rows) == {}
+    assert len(plans) == 2
+    for plan in plans:
+        assert full_scans(plan) == [], plan
