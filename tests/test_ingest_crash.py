@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,8 +85,12 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(
             sender = threading.Thread(target=device.publish_many, args=(messages,))
             sender.start()
             wait_until(lambda: stored() > 600, timeout=60)
+            writers = children(ingest.pid)
+            assert writers, "cpmon ingest runs its writer process by default"
             ingest.send_signal(signal.SIGKILL)  # no goodbye, no flush
             ingest.wait(10)
+            # the orphaned writer notices and goes (it would hold SQLite's write lock)
+            wait_until(lambda: not any(alive(pid) for pid in writers), timeout=20)
             killed_at = stored()
             sender.join(60)
             assert killed_at < total, "the kill came too late to prove anything"
@@ -110,3 +115,67 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(
 def _online(status: Collector, process: subprocess.Popen) -> bool:
     assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
     return bool(status.messages) and json.loads(status.messages[-1][1])["state"] == "online"
+
+
+@pytest.mark.slow
+def test_a_killed_writer_process_is_replaced_and_nothing_is_lost(
+    seeded_engine: Engine, database_url: str, small_community: DemoCommunity, topic_prefix: str
+) -> None:
+    total = 3000
+    messages = stream(small_community, topic_prefix, total)
+    client_id = f"crash-writer-{uuid.uuid4().hex[:6]}"
+
+    def stored() -> int:
+        return count(seeded_engine, "SELECT count(*) FROM passage") + count(
+            seeded_engine, "SELECT count(*) FROM reading"
+        )
+
+    with private_broker() as broker_url:
+        ingest = start_ingest(database_url, broker_url, topic_prefix, client_id)
+        device = Publisher(broker_url)
+        status = Collector(broker_url, service_status_topic(topic_prefix, client_id))
+        try:
+            wait_until(lambda: _online(status, ingest), timeout=20)
+            sender = threading.Thread(target=device.publish_many, args=(messages,))
+            sender.start()
+            wait_until(lambda: stored() > 600, timeout=60)
+            (writer,) = children(ingest.pid)
+            os.kill(writer, signal.SIGKILL)  # mid-batch, most likely
+            killed_at = stored()
+            sender.join(60)
+            wait_until(lambda: stored() == total, timeout=90)
+            assert killed_at < total, "the kill came too late to prove anything"
+            replacement = children(ingest.pid)
+            assert len(replacement) == 1 and replacement != [writer]
+            ingest.send_signal(signal.SIGTERM)
+            _, errors = ingest.communicate(timeout=30)
+            assert ingest.returncode == 0, errors.decode()[-2000:]
+            assert b"writer process died" in errors
+        finally:
+            device.close()
+            status.close()
+            if ingest.poll() is None:
+                ingest.kill()
+    assert stored() == total
+    assert count(seeded_engine, "SELECT sum(passages) FROM coverage_rollup") == total // 2
+    assert count(seeded_engine, "SELECT sum(readings) FROM coverage_rollup") == total // 2
+
+
+def children(pid: int) -> list[int]:
+    """The writer processes of ingest `pid` (Linux /proc), not multiprocessing's
+    resource tracker."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing

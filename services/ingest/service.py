@@ -2,13 +2,15 @@
 
 Two threads: paho's network thread puts each message on a bounded queue (when it is
 full the network thread waits, so the broker holds the rest: backpressure, not an
-unbounded buffer); the writer thread takes batches, commits them, and only then sends
-the PUBACKs. A message that was never acknowledged is redelivered by the broker, and
-the unique (checkpoint, msg_id) keys store it once.
+unbounded buffer); the commit thread takes batches, has the writer (writer.py: a child
+process by default) parse and commit them, and only then sends the PUBACKs. A message
+that was never acknowledged is redelivered by the broker, and the unique
+(checkpoint, msg_id) keys store it once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -24,9 +26,10 @@ from services.core.db import get_engine, utcnow
 from services.core.mqtt import connect_async, new_client
 from services.core.protocol import committed_topic, device_subscription, service_status_topic
 from services.core.settings import Settings
-from services.ingest.batch import BatchProcessor, is_transient
+from services.ingest.batch import is_transient
 from services.ingest.routes import Inbound
 from services.ingest.store import BatchOutcome
+from services.ingest.writer import ProcessWriter, ThreadWriter, WriteFailed, Writer
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
@@ -59,8 +62,11 @@ def subscription_topic(settings: Settings) -> str:
 class IngestService:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.engine = engine or get_engine(settings.database_url)
-        self.processor = BatchProcessor(self.engine, settings)
+        self.writer: Writer = (
+            ProcessWriter(settings)
+            if settings.ingest_writer == "process"
+            else ThreadWriter(engine or get_engine(settings.database_url), settings)
+        )
         self.stats = IngestStats()
         self.database_ok = True
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_size)
@@ -68,7 +74,9 @@ class IngestService:
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._busy = False
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="ingest-commit", daemon=True
+        )
         self.client = self._make_client()
 
     # --- MQTT side --------------------------------------------------------------------
@@ -139,7 +147,7 @@ class IngestService:
             except queue.Full:
                 continue
 
-    # --- writer side ------------------------------------------------------------------
+    # --- commit side ------------------------------------------------------------------
     def _next_batch(self) -> list[Inbound]:
         try:
             first = self._queue.get(timeout=0.2)
@@ -159,7 +167,7 @@ class IngestService:
                 break
         return batch
 
-    def _write_loop(self) -> None:
+    def _commit_loop(self) -> None:
         while True:
             batch = self._next_batch()
             if not batch:
@@ -187,9 +195,12 @@ class IngestService:
         backoff = 0.5
         while True:
             try:
-                outcome = self.processor.process(batch)
+                outcome = self.writer.process(batch)
             except Exception as error:
-                if not is_transient(error):
+                transient = (
+                    error.transient if isinstance(error, WriteFailed) else is_transient(error)
+                )
+                if not transient:
                     # a bug, not bad data (that is dead-lettered): keep the messages
                     # unacknowledged and retry, rather than lose them or crash
                     log.exception("unexpected error storing a batch of %d", len(batch))
@@ -224,7 +235,9 @@ class IngestService:
     def start(self, timeout: float | None = 15.0) -> None:
         """Connect, subscribe and start writing; with a timeout, return once subscribed.
         Without one, return at once: paho keeps trying to connect in the background."""
-        self._writer.start()
+        with contextlib.suppress(WriteFailed):
+            self.writer.start()  # a writer that fails to start is retried with the first batch
+        self._committer.start()
         connect_async(
             self.client,
             self.settings,
@@ -243,7 +256,8 @@ class IngestService:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, commit and acknowledge what was received, disconnect."""
         self._stopping.set()
-        self._writer.join(timeout)
+        self._committer.join(timeout)
+        self.writer.close()
         self.client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
         self.client.disconnect()
         self.client.loop_stop()
