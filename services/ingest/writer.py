@@ -75,6 +75,7 @@ class ProcessWriter:
         self._process: Any = None
         self._pipe: Connection | None = None
         self.restarts = 0
+        self._closed = False
         self._log_thread = threading.Thread(
             target=forward_logs, args=(self._logs,), name="ingest-writer-logs", daemon=True
         )
@@ -141,6 +142,9 @@ class ProcessWriter:
                 self._process.join(timeout=5)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._pipe is not None:
             with contextlib.suppress(OSError):
                 self._pipe.send(None)  # finish: no more batches
