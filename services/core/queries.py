@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, func
+from sqlalchemy import String, and_, any_, bindparam, func
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
@@ -34,3 +35,13 @@ def join_pairs(dialect: str, table: Any, key_column: Any, pairs: set[tuple[str, 
         cp = func.json_extract(wanted.c.value, "$[0]")
         key = func.json_extract(wanted.c.value, "$[1]")
     return wanted.join(table, and_(table.c.checkpoint_id == cp, key_column == key))
+
+
+def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`, as one array parameter on PostgreSQL (`= ANY(...)`): the
+    query text stays the same whatever the number of values, so neither the driver nor
+    the server parses a new statement with hundreds of placeholders for every batch."""
+    listed = list(values)
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
+    return column.in_(listed)

@@ -37,6 +37,7 @@ from services.core.models import (
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.models.registry import normalize_plate
 from services.core.protocol import EntryMessage
+from services.core.queries import one_of
 from services.core.utils import table_of
 from services.ingest.bulk import add_counters, insert_new, update_by_id
 from services.ingest.routes import Accepted, BatchPlan, RegistryView, Rejected
@@ -113,17 +114,18 @@ def load_registry(
         if entry.qr_pass:
             codes.add(entry.qr_pass)
     view = RegistryView(id_hashes=id_hashes, fever_thresholds=thresholds)
+    dialect = conn.dialect.name
     if id_hashes:
         person = table_of(Person)
         rows = conn.execute(
             select(person.c.id_hash, person.c.id).where(
-                person.c.id_hash.in_(list(id_hashes.values()))
+                one_of(dialect, person.c.id_hash, id_hashes.values())
             )
         )
         view.person_ids = {row.id_hash: row.id for row in rows}
     if codes:
         pass_t = table_of(Pass)
-        rows = conn.execute(select(pass_t).where(pass_t.c.code.in_(codes)))
+        rows = conn.execute(select(pass_t).where(one_of(dialect, pass_t.c.code, codes)))
         view.passes = {
             row.code: PassRecord(
                 row.id, row.person_id, row.valid_from, row.valid_until, row.revoked_at
@@ -133,7 +135,9 @@ def load_registry(
     person_ids = set(view.person_ids.values())
     if person_ids:
         quarantine = table_of(Quarantine)
-        rows = conn.execute(select(quarantine).where(quarantine.c.person_id.in_(person_ids)))
+        rows = conn.execute(
+            select(quarantine).where(one_of(dialect, quarantine.c.person_id, person_ids))
+        )
         for row in rows:
             window = QuarantineWindow(row.starts_at, row.ends_at, row.lifted_at)
             view.quarantines.setdefault(row.person_id, []).append(window)
@@ -141,7 +145,7 @@ def load_registry(
         vehicle = table_of(Vehicle)
         rows = conn.execute(
             select(vehicle.c.plate, vehicle.c.id, vehicle.c.active).where(
-                vehicle.c.plate.in_(plates)
+                one_of(dialect, vehicle.c.plate, plates)
             )
         )
         view.vehicles = {row.plate: (row.id, row.active) for row in rows}
