@@ -262,6 +262,15 @@ class IngestService:
         self.client.disconnect()
         self.client.loop_stop()
 
+    @property
+    def running(self) -> bool:
+        """The commit thread is alive: it never dies of bad input or a database outage."""
+        return self._committer.is_alive()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
     def wait_idle(self, quiet_s: float = 0.3, timeout: float = 30.0) -> bool:
         """True once nothing has arrived or been written for `quiet_s` (for tests)."""
         deadline = time.monotonic() + timeout

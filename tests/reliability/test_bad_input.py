@@ -216,7 +216,7 @@ def test_running_ingest_stores_or_dead_letters_every_generated_payload(
 
     try:
         publish_and_check()
-        assert service._writer.is_alive() and service._subscribed.is_set()
+        assert service.running and service.subscribed
     finally:
         device.close()
         service.stop()

@@ -121,7 +121,7 @@ def test_database_outage_holds_messages_unacknowledged_then_stores_each_once(
         ended = time.monotonic()
         settle(seeded_engine, BEFORE + DURING, quiet_s=40)
         recovery = time.monotonic() - ended
-        during["writer_alive"] = service._writer.is_alive()
+        during["writer_alive"] = service.running
         during["readyz_after"] = readiness(api)
     finally:
         device.close()
