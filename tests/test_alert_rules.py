@@ -29,6 +29,7 @@ from services.alerts.rules_timed import (
     conditions,
     ended_conditions,
     screening_due,
+    shortage_since,
     unscreened,
 )
 from services.core.models.alerts import AlertEvent
@@ -296,3 +297,33 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0) == 10.0
     assert parse_retry_after("soon", 0.0) is None
     assert parse_retry_after(None, 0.0) is None
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(
+    ("presence", "min_staff", "expected"),
+    [
+        # two leave, two needed: short since the first departure, not the second
+        ([(False, at(0)), (False, at(4))], 2, at(0)),
+        # one needed: the second departure took it below
+        ([(False, at(0)), (False, at(4))], 1, at(4)),
+        # left, someone came, left again: the gap began with the last departure
+        ([(False, at(0)), (True, at(2)), (False, at(4))], 2, at(4)),
+        # an arrival and a departure at the same instant, still short: the earliest
+        ([(False, at(0)), (True, at(3)), (False, at(3))], 2, at(0)),
+        # never enough staff on record: the earliest departure
+        ([(True, at(1)), (False, at(2))], 3, at(2)),
+        # enough on duty: no shortage
+        ([(True, at(1)), (False, at(2)), (True, at(3))], 2, None),
+        # nobody ever left: staffing not reported, no shortage to date
+        ([(True, at(1))], 2, None),
+        ([], 1, None),
+    ],
+)
+def test_a_shortage_starts_when_the_checkpoint_fell_short(
+    presence: list[tuple[bool, datetime]], min_staff: int, expected: datetime | None
+) -> None:
+    assert shortage_since(presence, min_staff) == expected

@@ -246,6 +246,50 @@ def test_an_outage_holds_messages_back_and_replays_them_in_order(
         assert [i.t for i in held] == sorted(i.t for i in held)
 
 
+def test_device_windows_record_when_the_device_was_last_heard(
+    small_community: DemoCommunity,
+) -> None:
+    """An outage is noticed as silence from the device's last message: the manifest
+    says when that was, for every drop and outage."""
+    params = scenario_params(
+        "broker-outage",
+        seed=3,
+        start=START,
+        duration_s=4 * 3600,
+        rates=replace(BUSY, device_drop=4.0),
+    )
+    plan = Plan(params, small_community, START.timestamp())
+    builder = ManifestBuilder(plan, {})
+    items = list(plan.items())
+    for item in items:
+        builder.add(item)
+    manifest = json.loads(json.dumps(builder.build()))
+    kinds: Counter[str] = Counter()
+    for cp_id, counts in manifest["checkpoints"].items():
+        for window in counts["device_windows"]:
+            if window["kind"] == "drift":
+                assert "last_message" not in window
+                continue
+            kinds[window["kind"]] += 1
+            start = datetime.fromisoformat(window["start"]).timestamp()
+            before = next(
+                n
+                for n, i in enumerate(items)
+                if i.checkpoint_id == cp_id
+                and abs(i.t - start) < 1e-3  # microseconds in the manifest
+                and i.op in (Op.DROP, Op.DISCONNECT)
+            )
+            sent = [
+                i.t
+                for i in items[:before]
+                if i.checkpoint_id == cp_id and i.op is Op.PUBLISH and not i.backlog
+            ]
+            heard = datetime.fromisoformat(window["last_message"]).timestamp()
+            assert heard == pytest.approx(max(sent), abs=1e-3)
+            assert start - params.heartbeat_s <= heard <= start  # heartbeats keep it recent
+    assert kinds["outage"] == len(small_community.checkpoints) and kinds["drop"] > 5
+
+
 def test_every_device_is_back_before_the_end_and_says_goodbye(busy_items: list[Item]) -> None:
     last_op: dict[str, Op] = {}
     for item in busy_items:

@@ -116,6 +116,8 @@ class ManifestBuilder:
         self.per_checkpoint = {cp_id: CheckpointCounts() for cp_id in sorted(plan.checkpoints)}
         self.backlog_by_window: Counter[tuple[str, float]] = Counter()
         self._offline_since: dict[str, float] = {}
+        self._last_message: dict[str, float] = {}  # latest live publish per checkpoint
+        self.silent_from: dict[tuple[str, float], float] = {}  # (checkpoint, off at) -> t
         self.incidents = 0  # a running total for the progress line
 
     def add(self, item: Item) -> None:
@@ -125,7 +127,13 @@ class ManifestBuilder:
             self.incidents += len(item.passage.incidents)
         if item.op in (Op.DROP, Op.DISCONNECT):
             self._offline_since[item.checkpoint_id] = item.t
-        elif item.backlog and item.op is Op.PUBLISH:
+            last = self._last_message.get(item.checkpoint_id)
+            if last is not None:
+                self.silent_from[(item.checkpoint_id, item.t)] = last
+        elif item.op is Op.PUBLISH and not item.backlog:
+            last = self._last_message.get(item.checkpoint_id, item.t)
+            self._last_message[item.checkpoint_id] = max(last, item.t)
+        if item.backlog and item.op is Op.PUBLISH:
             since = self._offline_since.get(item.checkpoint_id, item.t)
             self.backlog_by_window[(item.checkpoint_id, since)] += 1
 
@@ -180,7 +188,10 @@ class ManifestBuilder:
         if window.kind == "drift":
             out["offset_s"] = window.offset_s
         else:
-            out["backlog"] = self.backlog_by_window[(window.checkpoint_id, window.start)]
+            key = (window.checkpoint_id, window.start)
+            out["backlog"] = self.backlog_by_window[key]
+            # the device's last message before it went: a silence starts there
+            out["last_message"] = iso(self.silent_from.get(key))
         return out
 
 

@@ -5,12 +5,17 @@
 Simulated time maps onto real time by `params.speed` (0: as fast as the broker takes
 it). A device's timestamps are simulated time; a drifting device's clock is stamped at
 publish time, ahead of the later of simulated and wall-clock time, so ingest sees it.
+
+`run(on_tick=f, tick_s=30)` also calls `f(t)` at every `tick_s` of simulated time, once
+everything the devices did before `t` is with the broker: the hook for running
+services on the simulated clock (`Simulation.now`), e.g. the alert timers in tests.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +70,8 @@ class Simulation:
         self.plan = Plan(params, self.community, self.start.timestamp())
         self.builder = ManifestBuilder(self.plan, self._meta())
         self.messages_published = 0
+        self.wills_caused = 0  # abrupt drops: the broker publishes the device's will
+        self.now = self.plan.start  # simulated time of what the devices are doing
 
     def _meta(self) -> dict[str, Any]:
         p = self.params
@@ -91,7 +98,20 @@ class Simulation:
             self.builder.add(item)
         return self.builder.build()
 
-    def run(self) -> dict[str, Any]:
+    @property
+    def deliveries(self) -> int:
+        """Messages a subscriber to every device topic has been sent so far: what the
+        devices published (second copies included) and the wills their drops caused."""
+        return self.messages_published + self.wills_caused
+
+    def run(
+        self, on_tick: Callable[[float], None] | None = None, tick_s: float = 60.0
+    ) -> dict[str, Any]:
+        """Play the plan; with `on_tick`, call it at start + k * `tick_s` (up to the end)
+        before the first item at or after that instant, once the broker acknowledged
+        everything published before it. `now` is the tick's time during the call."""
+        if on_tick is not None and tick_s <= 0:
+            raise ValueError("tick_s must be positive")
         network = DeviceNetwork(
             MqttEndpoint(self.mqtt_url),
             self.plan.checkpoints,
@@ -102,8 +122,15 @@ class Simulation:
         )
         completed, unacknowledged = False, 0
         sim0, real0, speed = self.plan.start, time.monotonic(), self.params.speed
+        ticks = 1
         try:
             for n, item in enumerate(self.plan.items()):
+                while on_tick is not None and item.t >= (tick := sim0 + ticks * tick_s):
+                    network.await_acks()
+                    self.now = tick
+                    on_tick(tick)
+                    ticks += 1
+                self.now = max(self.now, item.t)  # a replayed backlog is sent now
                 if speed > 0:
                     self._wait(network, real0 + (item.t - sim0) / speed)
                 if self.max_rate:
@@ -143,6 +170,7 @@ class Simulation:
             network.await_acks([item.checkpoint_id], timeout=10.0)
             if item.op is Op.DROP:
                 link.drop()
+                self.wills_caused += 1
                 link.dropped_at = time.monotonic()
             else:
                 link.disconnect()

@@ -3,6 +3,7 @@ state of the checkpoints and the clock (`now` is always passed in)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,9 +49,36 @@ class CheckpointFact:
     last_seen_at: datetime | None
     clock_skew_s: float | None
     on_duty: int
-    # when the checkpoint last lost a staff member (latest off-duty `since`); None when
-    # no duty event was ever stored there, i.e. staffing is not reported at all
+    # when the current shortage began: the departure that took the checkpoint below
+    # `min_staff` (see `shortage_since`); None when no staff member ever left there,
+    # i.e. staffing is not reported at all
     staff_left_at: datetime | None
+
+
+def shortage_since(presence: Iterable[tuple[bool, datetime]], min_staff: int) -> datetime | None:
+    """When a checkpoint with fewer than `min_staff` on duty fell short, from each staff
+    member's latest duty state (on_duty, since): walking back from now, the latest
+    departure before which enough staff were on duty. Not merely the latest departure:
+    a second member leaving during a gap does not start it again. Short before any
+    departure on record: the earliest one. None when nobody is short, or nobody left."""
+    need = max(min_staff, 1)
+    by_time: dict[datetime, list[bool]] = {}
+    count = 0
+    for on_duty, since in presence:
+        count += on_duty
+        by_time.setdefault(since, []).append(on_duty)
+    if count >= need:
+        return None
+    earliest_departure: datetime | None = None
+    for since in sorted(by_time, reverse=True):
+        states = by_time[since]
+        arrived, left = sum(states), len(states) - sum(states)
+        count += left - arrived  # on duty just before `since`
+        if left:
+            earliest_departure = since
+            if count >= need:
+                return since
+    return earliest_departure
 
 
 def staffing_gap(cp: CheckpointFact, now: datetime, t: Thresholds) -> Finding | None:

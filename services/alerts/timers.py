@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from services.alerts import store
 from services.alerts.processor import passage_fact, wm_t
@@ -21,6 +21,7 @@ from services.alerts.rules_timed import (
     ended_conditions,
     escalation_delay,
     screening_due,
+    shortage_since,
     unscreened,
 )
 from services.core.models import Checkpoint, CheckpointState, Passage, Reading, StaffPresence
@@ -48,13 +49,13 @@ class TimerReport:
 
 
 def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
-    on_duty = func.sum(case((presence_t.c.on_duty.is_(True), 1), else_=0))
-    left_at = func.max(case((presence_t.c.on_duty.is_(False), presence_t.c.since), else_=None))
-    presence = (
-        select(presence_t.c.checkpoint_id, on_duty.label("on_duty"), left_at.label("left_at"))
-        .group_by(presence_t.c.checkpoint_id)
-        .subquery()
-    )
+    presence: dict[str, list[tuple[bool, datetime]]] = {}
+    for cp_id, on_duty, since in conn.execute(
+        select(presence_t.c.checkpoint_id, presence_t.c.on_duty, presence_t.c.since)
+    ):
+        moment = _aware(since)
+        if moment is not None:
+            presence.setdefault(cp_id, []).append((bool(on_duty), moment))
     rows = conn.execute(
         select(
             cp_t.c.id,
@@ -63,11 +64,8 @@ def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
             state_t.c.device_state,
             state_t.c.last_seen_at,
             state_t.c.clock_skew_s,
-            presence.c.on_duty,
-            presence.c.left_at,
         )
         .outerjoin(state_t, state_t.c.checkpoint_id == cp_t.c.id)
-        .outerjoin(presence, presence.c.checkpoint_id == cp_t.c.id)
         .where(cp_t.c.active.is_(True))
     ).all()
     return [
@@ -78,15 +76,15 @@ def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
             device_state=r.device_state or "unknown",
             last_seen_at=r.last_seen_at,
             clock_skew_s=r.clock_skew_s,
-            on_duty=int(r.on_duty or 0),
-            staff_left_at=_aware(r.left_at),
+            on_duty=sum(on for on, _ in presence.get(r.id, ())),
+            staff_left_at=shortage_since(presence.get(r.id, ()), r.min_staff),
         )
         for r in rows
     ]
 
 
 def _aware(value: Any) -> datetime | None:
-    """func.max() over a UTCDateTime loses the column type (SQLite gives text back)."""
+    """A UTCDateTime, also when a driver gives text or a naive value back."""
     if value is None:
         return None
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
