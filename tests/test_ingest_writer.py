@@ -78,4 +78,3 @@ def test_a_writer_that_cannot_reach_the_database_fails_transiently(make_settings
         assert writer.pid is not None and writer.restarts == 0  # it reports, it does not die
     finally:
         writer.close()
-
