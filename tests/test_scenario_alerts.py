@@ -21,7 +21,6 @@ from services.alerts.service import AlertService
 from services.core.demo import DemoCommunity
 from services.core.models import Alert
 from services.core.settings import Settings
-from services.ingest import service as ingest_service
 from services.ingest.service import IngestService
 from tests.support import wait_until
 from tests.test_simulator_e2e import run_scenario, settle
@@ -212,7 +211,6 @@ def play_on_the_simulated_clock(
     settings: Settings,
     engine: Engine,
     ingest: IngestService,
-    monkeypatch: pytest.MonkeyPatch,
     tick_s: float,
 ) -> tuple[dict[str, Any], list[float]]:
     simulation = Simulation(
@@ -228,7 +226,7 @@ def play_on_the_simulated_clock(
         return datetime.fromtimestamp(simulation.now, UTC)
 
     # ingest's receipt times (last heard, the base of the device-clock rule) follow it
-    monkeypatch.setattr(ingest_service, "utcnow", clock)
+    ingest.clock = clock
     alerts = AlertService(settings, engine, clock=clock)
     ticks: list[float] = []
 
@@ -275,7 +273,6 @@ def test_staffing_gaps_alert_exactly_as_the_manifest_predicts(
     seeded_engine: Engine,
     clocked_settings: Settings,
     small_community: DemoCommunity,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tick_s, d = 30.0, 2 * 3600.0
     params = scenario_params(
@@ -296,7 +293,6 @@ def test_staffing_gaps_alert_exactly_as_the_manifest_predicts(
         clocked_settings,
         seeded_engine,
         clocked_ingest,
-        monkeypatch,
         tick_s,
     )
     grace = clocked_settings.staffing_grace_s
@@ -328,7 +324,6 @@ def test_device_outages_alert_exactly_as_the_manifest_predicts(
     seeded_engine: Engine,
     clocked_settings: Settings,
     small_community: DemoCommunity,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tick_s, d = 10.0, 3600.0
     params = scenario_params(
@@ -348,7 +343,6 @@ def test_device_outages_alert_exactly_as_the_manifest_predicts(
         clocked_settings,
         seeded_engine,
         clocked_ingest,
-        monkeypatch,
         tick_s,
     )
     windows = manifest["totals"]["device_windows"]

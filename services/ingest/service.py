@@ -16,7 +16,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -60,8 +62,14 @@ def subscription_topic(settings: Settings) -> str:
 
 
 class IngestService:
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # receipt times: a device's clock is judged against it
         self.writer: Writer = (
             ProcessWriter(settings)
             if settings.ingest_writer == "process"
@@ -134,7 +142,7 @@ class IngestService:
         inbound = Inbound(
             message.topic,
             bytes(message.payload),
-            utcnow(),
+            self.clock(),
             message.mid,
             message.qos,
             self._generation,
