@@ -8,6 +8,8 @@ See docs/metrics.md for the definitions.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,7 +92,7 @@ class SegmentAdder:
             out[k] += self.partial[k] + running * HOUR
 
 
-def time_where(
+def held_stretches(
     adder: SegmentAdder,
     start: int,
     end: int,
@@ -98,11 +100,12 @@ def time_where(
     events: Iterable[tuple[int, Any]],
     apply: Callable[[State, Any], State],
     good: Callable[[State], bool],
-) -> None:
-    """Add to `adder` the time in [start, end) during which `good(state)` holds, given the
-    state at `start` and the events (epoch, change) in time order."""
+) -> int | None:
+    """Add to `adder` the stretches of [start, end) during which `good(state)` held and
+    that ended before `end`, given the state at `start` and the events (epoch, change) in
+    time order; return the start of the stretch still holding at `end` (None if none)."""
     if end <= start:
-        return
+        return None
     holding = good(state)
     since = start
     for ts, change in events:
@@ -114,8 +117,72 @@ def time_where(
                 adder.add(since, at)
             since = at
             holding = now_good
-    if holding:
+    return since if holding else None
+
+
+def time_where(
+    adder: SegmentAdder,
+    start: int,
+    end: int,
+    state: State,
+    events: Iterable[tuple[int, Any]],
+    apply: Callable[[State, Any], State],
+    good: Callable[[State], bool],
+) -> None:
+    """Add to `adder` the time in [start, end) during which `good(state)` holds, given the
+    state at `start` and the events (epoch, change) in time order."""
+    since = held_stretches(adder, start, end, state, events, apply, good)
+    if since is not None:
         adder.add(since, end)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTime:
+    """Seconds per hour during which a condition held, as known at `until`: `closed`
+    holds the stretches that had ended, `open_since` the starts of those still holding.
+    With no event after `until` (`extendable`), the same answer for any later instant is
+    the open stretches run on to it, which is what lets it be kept between requests."""
+
+    start: int
+    closed: tuple[float, ...]
+    open_since: tuple[int, ...]
+    until: int
+    extendable: bool
+
+    def seconds(self, until: int) -> list[float]:
+        if until < self.until or (until > self.until and not self.extendable):
+            raise ValueError("the held time was computed for another instant")
+        adder = SegmentAdder(self.start, len(self.closed))
+        for since in self.open_since:
+            adder.add(since, until)
+        out = list(self.closed)
+        adder.into(out)
+        return out
+
+
+def held_time(
+    start: int,
+    hours: int,
+    until: int,
+    histories: Iterable[tuple[State, Sequence[tuple[int, Any]], Callable[[State], bool]]],
+    apply: Callable[[State, Any], State],
+) -> HeldTime:
+    """`HeldTime` summed over several histories: (state at `start`, events, good)."""
+    adder = SegmentAdder(start, hours)
+    open_since = []
+    latest = start
+    for state, events, good in histories:
+        since = held_stretches(adder, start, until, state, events, apply, good)
+        if since is not None:
+            open_since.append(since)
+        if events:
+            latest = max(latest, events[-1][0])
+    closed = [0.0] * hours
+    adder.into(closed)
+    # before `start` nothing was followed: no state to run on from
+    return HeldTime(
+        start, tuple(closed), tuple(open_since), until, start < until and latest <= until
+    )
 
 
 def apply_duty(on_duty: frozenset[str], change: tuple[str, str]) -> frozenset[str]:
@@ -145,8 +212,15 @@ class Bucket:
     last_hour: int  # exclusive
 
 
-def hour_buckets(start: datetime, hours: int) -> list[Bucket]:
-    return [
+def hour_buckets(start: datetime, hours: int) -> tuple[Bucket, ...]:
+    return _hour_buckets(start.astimezone(UTC), hours)
+
+
+# remembered: a dashboard asks for the same window again and again (keys are UTC, as
+# equal times in other zones would compare equal but give other labels)
+@functools.lru_cache(maxsize=64)
+def _hour_buckets(start: datetime, hours: int) -> tuple[Bucket, ...]:
+    return tuple(
         Bucket(
             start + timedelta(hours=k),
             start + timedelta(hours=k + 1),
@@ -155,11 +229,16 @@ def hour_buckets(start: datetime, hours: int) -> list[Bucket]:
             k + 1,
         )
         for k in range(hours)
-    ]
+    )
 
 
-def day_buckets(start: datetime, hours: int, timezone: str) -> list[Bucket]:
+def day_buckets(start: datetime, hours: int, timezone: str) -> tuple[Bucket, ...]:
     """Group the window's hours by the local date at which each hour starts."""
+    return _day_buckets(start.astimezone(UTC), hours, timezone)
+
+
+@functools.lru_cache(maxsize=64)
+def _day_buckets(start: datetime, hours: int, timezone: str) -> tuple[Bucket, ...]:
     zone = ZoneInfo(timezone)
     buckets: list[Bucket] = []
     first = 0
@@ -179,7 +258,7 @@ def day_buckets(start: datetime, hours: int, timezone: str) -> list[Bucket]:
             first = k
             if day is not None:
                 current = day
-    return buckets
+    return tuple(buckets)
 
 
 # --- figures ---------------------------------------------------------------------------
@@ -190,17 +269,38 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 6)
 
 
-def figures(series: HourSeries, first: int, last: int) -> dict[str, Any]:
-    """The published figures of hours [first, last) of the series."""
-    sums = dict.fromkeys(ROLLUP_COUNTERS, 0)
-    for k in range(first, last):
-        for name, value in series.counters[k].items():
-            sums[name] += value
-    staffed = sum(series.staffed_s[first:last])
-    online = sum(series.online_s[first:last])
-    cp_time = sum(series.checkpoint_s[first:last])
+TOTALS = (*ROLLUP_COUNTERS, "staffed_s", "online_s", "checkpoint_s", "alerts_opened")
+Totals = tuple[float, ...]  # one value per name of TOTALS (the counters are ints)
+NO_TOTALS: Totals = (0,) * len(TOTALS)
+_counters_of = operator.itemgetter(*ROLLUP_COUNTERS)
+
+
+def hour_totals(series: HourSeries) -> list[Totals]:
+    """The series as one flat tuple per hour: cheap to keep, add up and compare."""
+    return [
+        (*_counters_of(counters), staffed, online, cp_time, alerts)
+        for counters, staffed, online, cp_time, alerts in zip(
+            series.counters,
+            series.staffed_s,
+            series.online_s,
+            series.checkpoint_s,
+            series.alerts_opened,
+            strict=True,
+        )
+    ]
+
+
+def add_totals(rows: Sequence[Totals]) -> Totals:
+    # every value is a whole number (seconds, counts), so the order of the sums is exact
+    return tuple(map(sum, zip(*rows, strict=True))) if rows else NO_TOTALS
+
+
+def figures_of(totals: Totals) -> dict[str, Any]:
+    """The published figures of summed hours."""
+    sums = dict(zip(TOTALS, totals, strict=True))
     persons = sums["persons_in"] + sums["persons_out"]
     vehicles = sums["vehicles_in"] + sums["vehicles_out"]
+    staffed, online, cp_time = sums["staffed_s"], sums["online_s"], sums["checkpoint_s"]
     return {
         "passages": {
             "total": sums["passages"],
@@ -220,7 +320,7 @@ def figures(series: HourSeries, first: int, last: int) -> dict[str, Any]:
         "readings": sums["readings"],
         "fevers": sums["fevers"],
         "implausible_readings": sums["implausible_readings"],
-        "alerts_opened": sum(series.alerts_opened[first:last]),
+        "alerts_opened": sums["alerts_opened"],
         "checkpoint_minutes": round(cp_time / 60, 2),
         "staffed_minutes": round(staffed / 60, 2),
         "online_minutes": round(online / 60, 2),
@@ -231,10 +331,17 @@ def figures(series: HourSeries, first: int, last: int) -> dict[str, Any]:
     }
 
 
-def bucket_figures(series: HourSeries, buckets: Sequence[Bucket]) -> list[dict[str, Any]]:
-    out = []
-    for bucket in buckets:
-        row = figures(series, bucket.first_hour, bucket.last_hour)
-        row.update(start=bucket.start, end=bucket.end, label=bucket.label)
-        out.append(row)
+def figures(series: HourSeries, first: int, last: int) -> dict[str, Any]:
+    """The published figures of hours [first, last) of the series."""
+    return figures_of(add_totals(hour_totals(series)[first:last]))
+
+
+def bucket_figures_of(rows: Sequence[Totals], bucket: Bucket) -> dict[str, Any]:
+    out = figures_of(add_totals(rows[bucket.first_hour : bucket.last_hour]))
+    out.update(start=bucket.start, end=bucket.end, label=bucket.label)
     return out
+
+
+def bucket_figures(series: HourSeries, buckets: Sequence[Bucket]) -> list[dict[str, Any]]:
+    rows = hour_totals(series)
+    return [bucket_figures_of(rows, bucket) for bucket in buckets]

@@ -178,17 +178,22 @@ def _events_within(
     return list(conn.execute(statement, params))
 
 
-def add_staffing(
+def _active(checkpoints: dict[str, int]) -> list[str]:
+    # only active checkpoints make minutes: their events alone are read, which also lets
+    # the (checkpoint_id, ts) indexes serve the time range
+    return sorted(checkpoints)
+
+
+def staffing_held(
     conn: Connection,
-    series: cov.HourSeries,
     start: datetime,
     end: datetime,
     until: int,
     checkpoints: dict[str, int],
-    cps: Sequence[str] | None,
     boundaries: Boundaries | None = None,
-) -> None:
-    """Seconds per hour with at least min_staff on duty, summed over the checkpoints."""
+) -> cov.HeldTime:
+    """Time with at least min_staff on duty, summed over the checkpoints, up to `until`."""
+    cps = _active(checkpoints)
     on_duty: dict[str, frozenset[str]] = defaultdict(frozenset)
     for cp, staff_id, action, *_ in _latest_before(
         conn,
@@ -206,18 +211,16 @@ def add_staffing(
         conn, "duty_event", "staff_id, action", start, end, cps
     ):
         events[cp].append((int(ts), (staff_id, action)))
-    adder = cov.SegmentAdder(series.start, series.hours)
-    for cp, min_staff in checkpoints.items():
-        cov.time_where(
-            adder,
-            series.start,
-            until,
-            on_duty[cp],
-            events.get(cp, ()),
-            cov.apply_duty,
-            functools.partial(has_staff, min_staff),
-        )
-    adder.into(series.staffed_s)
+    return cov.held_time(
+        cov.epoch(start),
+        _hours(start, end),
+        until,
+        (
+            (on_duty[cp], events.get(cp, []), functools.partial(has_staff, min_staff))
+            for cp, min_staff in checkpoints.items()
+        ),
+        cov.apply_duty,
+    )
 
 
 def has_staff(need: int, on_duty: frozenset[str]) -> bool:
@@ -228,17 +231,16 @@ def is_online(state: str) -> bool:
     return state == "online"
 
 
-def add_uptime(
+def uptime_held(
     conn: Connection,
-    series: cov.HourSeries,
     start: datetime,
     end: datetime,
     until: int,
     checkpoints: dict[str, int],
-    cps: Sequence[str] | None,
     boundaries: Boundaries | None = None,
-) -> None:
-    """Seconds per hour each device was online (per its status history)."""
+) -> cov.HeldTime:
+    """Time each device was online (per its status history), summed, up to `until`."""
+    cps = _active(checkpoints)
     state: dict[str, str] = {}
     for cp, status, *_ in _latest_before(
         conn, "device_status_event", "checkpoint_id, state", "checkpoint_id", start, cps, boundaries
@@ -247,18 +249,29 @@ def add_uptime(
     events: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for cp, ts, status in _events_within(conn, "device_status_event", "state", start, end, cps):
         events[cp].append((int(ts), status))
-    adder = cov.SegmentAdder(series.start, series.hours)
-    for cp in checkpoints:
-        cov.time_where(
-            adder,
-            series.start,
-            until,
-            state.get(cp, "unknown"),
-            events.get(cp, ()),
-            cov.apply_status,
-            is_online,
-        )
-    adder.into(series.online_s)
+    return cov.held_time(
+        cov.epoch(start),
+        _hours(start, end),
+        until,
+        ((state.get(cp, "unknown"), events.get(cp, []), is_online) for cp in checkpoints),
+        cov.apply_status,
+    )
+
+
+def event_fingerprint(
+    conn: Connection, checkpoints: dict[str, int], start: datetime, end: datetime
+) -> tuple[int, ...]:
+    """Count and sum of ids of the duty and status events of the active checkpoints in
+    [start, end). These rows are only ever inserted (retention deletes far older ones), so
+    an unchanged fingerprint proves no event arrived, even one whose transaction took an
+    id earlier but committed later (the count changes where a maximum id would not)."""
+    sql = " UNION ALL ".join(
+        f"SELECT {n}, COUNT(*), COALESCE(SUM(id), 0) FROM {table} "
+        "WHERE ts >= :start AND ts < :end AND checkpoint_id IN :cps"
+        for n, table in enumerate(("duty_event", "device_status_event"))
+    )
+    statement, params = _params(sql, start, end, _active(checkpoints))
+    return tuple(int(v) for row in sorted(conn.execute(statement, params)) for v in row[1:])
 
 
 def add_alerts_opened(
@@ -278,14 +291,46 @@ def add_alerts_opened(
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What a report covers: `members` filters the counters (None: the whole community);
-    `checkpoints` (active ones, with their min_staff) make up the checkpoint-minutes."""
+    `checkpoints` (active ones, with their min_staff) make up the checkpoint-minutes;
+    `everyone` lists every checkpoint of the community when `members` is None."""
 
     checkpoints: dict[str, int]
     members: list[str] | None
+    everyone: tuple[str, ...] = ()
 
     @property
     def filter(self) -> list[str] | None:
         return self.members
+
+    @property
+    def rollup_filter(self) -> list[str] | None:
+        """`filter`, or every checkpoint by id for the whole community: the same roll-up
+        rows (each belongs to a checkpoint, by foreign key), but the (checkpoint_id,
+        bucket) key then serves the time range instead of a scan of all history."""
+        if self.members is None and self.everyone:
+            return list(self.everyone)
+        return self.members
+
+
+Held = tuple[cov.HeldTime, cov.HeldTime]  # staffed, online
+
+
+class HeldMemory(Protocol):
+    """May keep the staffed and online time of a window while no event changes it."""
+
+    def held(
+        self,
+        conn: Connection,
+        scope: Scope,
+        start: datetime,
+        end: datetime,
+        until: int,
+        compute: Callable[[], Held],
+    ) -> Held: ...
+
+
+def _hours(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds()) // cov.HOUR
 
 
 def coverage_series(
@@ -296,23 +341,37 @@ def coverage_series(
     now: datetime,
     source: Source = "rollup",
     boundaries: Boundaries | None = None,
+    held: HeldMemory | None = None,
 ) -> cov.HourSeries:
     """Every per-hour figure of the hour-aligned window [start, end). `boundaries` may
-    remember the duty and device state at `start` when nothing can change it any more."""
-    hours = int((end - start).total_seconds()) // cov.HOUR
-    series = cov.HourSeries(start=cov.epoch(start), hours=hours)
-    cps = scope.filter
-    read = rollup_table if source == "rollup" else recount_table
-    for (_cp, hour), counters in read(conn, start, end, cps, per_checkpoint=False).items():
+    remember the duty and device state at `start` when nothing can change it any more;
+    `held` may remember the staffed and online time while no event changes it."""
+    series = cov.HourSeries(start=cov.epoch(start), hours=_hours(start, end))
+    if source == "rollup":
+        table = rollup_table(conn, start, end, scope.rollup_filter, per_checkpoint=False)
+    else:
+        table = recount_table(conn, start, end, scope.filter, per_checkpoint=False)
+    for (_cp, hour), counters in table.items():
         target = series.counters[series.index(hour)]
         for name, value in counters.items():
             target[name] += value
     until = min(cov.epoch(end), cov.epoch(now))
     cov.add_checkpoint_time(series, len(scope.checkpoints), until)
     if until > series.start and scope.checkpoints:
-        add_staffing(conn, series, start, end, until, scope.checkpoints, cps, boundaries)
-        add_uptime(conn, series, start, end, until, scope.checkpoints, cps, boundaries)
-    add_alerts_opened(conn, series, start, end, cps)
+
+        def compute() -> Held:
+            return (
+                staffing_held(conn, start, end, until, scope.checkpoints, boundaries),
+                uptime_held(conn, start, end, until, scope.checkpoints, boundaries),
+            )
+
+        staffed, online = (
+            compute() if held is None else held.held(conn, scope, start, end, until, compute)
+        )
+        for per_hour, time in ((series.staffed_s, staffed), (series.online_s, online)):
+            for k, seconds in enumerate(time.seconds(until)):
+                per_hour[k] += seconds
+    add_alerts_opened(conn, series, start, end, scope.filter)
     return series
 
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import TypeAdapter
 from sqlmodel import Session, select
 
 from services.api import coverage as cov
-from services.api.coverage_cache import SettledHours, cached_series
+from services.api.coverage_cache import (
+    BucketKey,
+    CoverageHours,
+    SettledHours,
+    cached_hours,
+    scope_key,
+)
 from services.api.coverage_queries import (
     Scope,
     aligned_window,
@@ -19,7 +27,7 @@ from services.api.coverage_queries import (
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.params import FromParam, ToParam, check_window
-from services.api.schemas import CoverageReport
+from services.api.schemas import CoverageBucket, CoverageReport
 from services.core.db import utcnow
 from services.core.models import Checkpoint, Site
 
@@ -43,8 +51,48 @@ def resolve_scope(session: Session, site_id: str | None, checkpoint_id: str | No
     else:
         rows = list(session.exec(select(Checkpoint)))
     active = {cp.id: cp.min_staff for cp in rows if cp.active}
-    whole = site_id is None and checkpoint_id is None
-    return Scope(checkpoints=active, members=None if whole else sorted(cp.id for cp in rows))
+    if site_id is None and checkpoint_id is None:
+        return Scope(checkpoints=active, members=None, everyone=tuple(sorted(cp.id for cp in rows)))
+    return Scope(checkpoints=active, members=sorted(cp.id for cp in rows))
+
+
+BUCKET = TypeAdapter(CoverageBucket)
+_NO_BUCKETS = b'"buckets":[]}'
+
+
+def bucket_json(figures: dict[str, Any]) -> bytes:
+    return BUCKET.dump_json(BUCKET.validate_python(figures), by_alias=True)
+
+
+def buckets_json(
+    hours: CoverageHours, buckets: Sequence[cov.Bucket], memory: SettledHours | None
+) -> list[bytes]:
+    """Each bucket's JSON; that of buckets made only of settled hours is kept in `memory`
+    (a 30-day report by hour is 720 of them, most of the work otherwise)."""
+    kept = memory.bucket_bodies(hours.key) if memory is not None else {}
+    new: dict[BucketKey, bytes] = {}
+    out = []
+    for bucket in buckets:
+        key = (bucket.start, bucket.end, bucket.label)
+        body = kept.get(key)
+        if body is None:
+            body = bucket_json(cov.bucket_figures_of(hours.rows, bucket))
+            if bucket.last_hour <= hours.settled:
+                new[key] = body
+        out.append(body)
+    if memory is not None:
+        memory.keep_bucket_bodies(hours.key, new)
+    return out
+
+
+def report_json(head: dict[str, Any], total: dict[str, Any], buckets: list[bytes]) -> bytes:
+    """What `CoverageReport(**head, total=total, buckets=...).model_dump_json()` gives, with
+    the buckets' JSON (validated and serialised one by one) spliced in."""
+    empty = CoverageReport.model_validate({**head, "total": total, "buckets": []})
+    body = empty.model_dump_json(by_alias=True).encode()
+    if not body.endswith(_NO_BUCKETS):  # `buckets` must stay the report's last field
+        raise RuntimeError("unexpected CoverageReport layout")
+    return body[: -len(_NO_BUCKETS)] + b'"buckets":[' + b",".join(buckets) + b"]}"
 
 
 @router.get(
@@ -84,29 +132,29 @@ def get_coverage(
     scope = resolve_scope(session, site_id, checkpoint_id)
     hours = int((end - start).total_seconds()) // cov.HOUR
     conn = session.connection()
+    memory: SettledHours | None = None
     if source == "rollup":
-        cache: SettledHours = request.app.state.settled_hours
-        series = cached_series(conn, scope, start, end, now, cache, settings.max_event_age_h)
-    else:
+        memory = request.app.state.settled_hours
+        per_hour = cached_hours(conn, scope, start, end, now, memory, settings.max_event_age_h)
+    else:  # no memory: the recount is the reference
         series = coverage_series(conn, scope, start, end, now, source)
+        per_hour = CoverageHours(scope_key(scope), cov.hour_totals(series), 0)
     buckets = (
         cov.hour_buckets(start, hours)
         if bucket == "hour"
         else cov.day_buckets(start, hours, settings.timezone)
     )
-    report = CoverageReport.model_validate(
-        {
-            "from": start,
-            "to": end,
-            "bucket": bucket,
-            "timezone": settings.timezone,
-            "site_id": site_id,
-            "checkpoint_id": checkpoint_id,
-            "checkpoints": len(scope.checkpoints),
-            "source": source,
-            "total": cov.figures(series, 0, hours),
-            "buckets": cov.bucket_figures(series, buckets),
-        }
-    )
-    # serialised once, here: returning the model would have FastAPI validate it again
-    return Response(report.model_dump_json(by_alias=True), media_type="application/json")
+    head = {
+        "from": start,
+        "to": end,
+        "bucket": bucket,
+        "timezone": settings.timezone,
+        "site_id": site_id,
+        "checkpoint_id": checkpoint_id,
+        "checkpoints": len(scope.checkpoints),
+        "source": source,
+    }
+    total = cov.figures_of(cov.add_totals(per_hour.rows))
+    # serialised here: returning a model would have FastAPI validate all of it again
+    body = report_json(head, total, buckets_json(per_hour, buckets, memory))
+    return Response(body, media_type="application/json")
