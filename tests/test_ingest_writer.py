@@ -78,3 +78,20 @@ def test_a_writer_that_cannot_reach_the_database_fails_transiently(make_settings
         assert writer.pid is not None and writer.restarts == 0  # it reports, it does not die
     finally:
         writer.close()
+
+
+def test_whole_and_decimal_temperatures_in_one_batch(
+    ingest: IngestService, device: Publisher, seeded_engine: Engine
+) -> None:
+    # PostgreSQL gets each column as one binary array, which holds a single type
+    temps = [37, 36.6, 38, 35.95]
+    for n, temp in enumerate(temps):
+        device.publish(
+            topic(ingest, "cp-005", "reading"),
+            {"msg_id": f"r{n}", "ts": stamp(n), "temp_c": temp, "direction": "out"},
+        )
+    wait_until(lambda: stored(seeded_engine, "reading") == len(temps))
+    with seeded_engine.connect() as conn:
+        stored_temps = conn.execute(text("SELECT temp_c FROM reading ORDER BY msg_id")).scalars()
+        assert [float(t) for t in stored_temps] == [float(t) for t in temps]
+    assert stored(seeded_engine, "dead_letter") == 0

@@ -94,13 +94,24 @@ class Settings(BaseSettings):
         description="How long the broker keeps ingest's session (and its queued messages) "
         "while ingest is away; the default, 4294967295, means never expire.",
     )
-    ingest_batch_size: int = Field(default=1000, ge=1, le=10000)
+    ingest_batch_size: int = Field(
+        default=2000,
+        ge=1,
+        le=10000,
+        description="Messages per transaction at most (fewer when traffic is light: a batch "
+        "is also written after CPM_INGEST_BATCH_MS). Each commit waits for the disk, so "
+        "large batches are what lets ingest drain a backlog fast.",
+    )
     ingest_batch_ms: int = Field(default=20, ge=1, le=5000)
     ingest_queue_size: int = Field(
-        default=5000, ge=10, description="Messages held in memory before the broker waits."
+        default=8000, ge=10, description="Messages held in memory before the broker waits."
     )
     ingest_receive_maximum: int = Field(
-        default=2000, ge=10, le=65535, description="QoS-1 messages the broker may have in flight."
+        default=4000,
+        ge=10,
+        le=65535,
+        description="QoS-1 messages the broker may have in flight (unacknowledged); keep it "
+        "at least twice CPM_INGEST_BATCH_SIZE so the next batch fills while one commits.",
     )
     ingest_writer: Literal["process", "thread"] = Field(
         default="process",

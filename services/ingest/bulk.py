@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table
+from sqlalchemy import Connection, DateTime, Float, Table
 from sqlalchemy.dialects import postgresql
 
 from services.core.db import UTCDateTime
@@ -56,12 +56,28 @@ def _pg_array_type(table: Table, column: str) -> str:
 
 
 def _pg_unnest(table: Table, columns: Sequence[str]) -> str:
-    casts = ", ".join(f"%({c})s::{_pg_array_type(table, c)}" for c in columns)
+    # %(...)b: binary parameters, which psycopg dumps about five times faster than text
+    casts = ", ".join(f"%({c})b::{_pg_array_type(table, c)}" for c in columns)
     return f"unnest({casts}) AS v({', '.join(columns)})"
 
 
-def _pg_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
-    return {c: [row[c] for row in rows] for c in columns}
+@cache
+def _float_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.c if isinstance(c.type, Float))
+
+
+def _pg_arrays(
+    table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str]
+) -> dict[str, list[Any]]:
+    """A list of values per column. A binary array holds one type: a whole number in a
+    float column (`"temp_c": 37`) is made a float, or the batch could not be dumped."""
+    floats = _float_columns(table)
+    return {
+        c: [None if row[c] is None else float(row[c]) for row in rows]
+        if c in floats
+        else [row[c] for row in rows]
+        for c in columns
+    }
 
 
 def insert_new(
@@ -83,7 +99,7 @@ def insert_new(
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
         )
-        return list(conn.exec_driver_sql(sql, _pg_arrays(rows, columns)).all())
+        return list(conn.exec_driver_sql(sql, _pg_arrays(table, rows, columns)).all())
     inserted: list[Any] = []
     per_chunk = SQLITE_MAX_VARIABLES // len(columns)
     row_marks = "(" + ", ".join("?" * len(columns)) + ")"
@@ -113,7 +129,7 @@ def update_by_id(
             f"UPDATE {table.name} AS t SET {sets} FROM {_pg_unnest(table, ['id', *columns])} "
             f"WHERE t.id = v.id{extra}"
         )
-        conn.exec_driver_sql(sql, _pg_arrays(rows, ["id", *columns]))
+        conn.exec_driver_sql(sql, _pg_arrays(table, rows, ["id", *columns]))
         return
     sets = ", ".join(f"{c} = ?" for c in columns)
     sql = f"UPDATE {table.name} AS t SET {sets} WHERE t.id = ?{extra}"
@@ -138,7 +154,7 @@ def add_counters(
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
         )
-        conn.exec_driver_sql(sql, _pg_arrays(rows, columns))
+        conn.exec_driver_sql(sql, _pg_arrays(table, rows, columns))
         return
     marks = ", ".join("?" * len(columns))
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
