@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql
 from services.core.db import UTCDateTime
 
 SQLITE_MAX_VARIABLES = 32766
+SQLITE_MAX_CHUNK_ROWS = 256
 _PG_DIALECT = postgresql.dialect()
 
 
@@ -101,17 +102,38 @@ def insert_new(
         )
         return list(conn.exec_driver_sql(sql, _pg_arrays(table, rows, columns)).all())
     inserted: list[Any] = []
-    per_chunk = SQLITE_MAX_VARIABLES // len(columns)
     row_marks = "(" + ", ".join("?" * len(columns)) + ")"
-    for start in range(0, len(rows), per_chunk):
-        chunk = rows[start : start + per_chunk]
+    start = 0
+    for size in sqlite_chunks(len(rows), len(columns)):
+        chunk = rows[start : start + size]
+        start += size
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-            f"{', '.join([row_marks] * len(chunk))} {conflict}"
+            f"{', '.join([row_marks] * size)} {conflict}"
         )
         params = tuple(value for row in _sqlite_rows(table, chunk, columns) for value in row)
         inserted.extend(conn.exec_driver_sql(sql, params).all())
     return inserted
+
+
+def sqlite_chunks(rows: int, columns: int) -> list[int]:
+    """Statement sizes (in rows) that add up to `rows`: powers of two, largest first, at
+    most SQLITE_MAX_CHUNK_ROWS. SQLite keeps each prepared statement by its text; with a
+    statement per batch size, that cache held ~100 compiled 1,000-row INSERTs (tens of
+    MB) that were never used again. With these sizes a dozen texts per table recur, and
+    are prepared once."""
+    largest = SQLITE_MAX_CHUNK_ROWS
+    while largest > 1 and largest * columns > SQLITE_MAX_VARIABLES:
+        largest //= 2
+    sizes = [largest] * (rows // largest)
+    rest = rows % largest
+    size = largest // 2
+    while rest:
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+        size //= 2
+    return sizes
 
 
 def update_by_id(
