@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, func, select
 from services.api.coverage import ratio
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
+from services.api.routes.passages import screening_temp
 from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
 from services.core.db import utcnow
 from services.core.models import (
@@ -182,7 +183,7 @@ def get_checkpoint(
     if not rows:
         raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
     passages = session.connection().execute(
-        select(passage_t)
+        select(passage_t, screening_temp())
         .where(passage_t.c.checkpoint_id == checkpoint_id)
         .order_by(passage_t.c.ts.desc(), passage_t.c.id.desc())
         .limit(recent)

@@ -108,6 +108,20 @@ PassageFilters = Annotated[list[ColumnElement[bool]], Depends(passage_filters)]
 ReadingFilters = Annotated[list[ColumnElement[bool]], Depends(reading_filters)]
 
 
+def screening_temp() -> Any:
+    """A passage's screening temperature: the reading it names, by primary key."""
+    return (
+        select(reading_t.c.temp_c)
+        .where(reading_t.c.id == passage_t.c.reading_id)
+        .scalar_subquery()
+        .label("screening_temp_c")
+    )
+
+
+def extra_columns(table: Table) -> list[Any]:
+    return [screening_temp()] if table is passage_t else []
+
+
 def keyset_page(
     conn: Any,
     table: Table,
@@ -118,7 +132,7 @@ def keyset_page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; the cursor is the (time, id) of the last row returned."""
     ts_col, id_col = table.c[time_column], table.c.id
-    query = select(table).where(*conditions)
+    query = select(table, *extra_columns(table)).where(*conditions)
     if cursor is not None:
         ts, row_id = decode_cursor(cursor)
         query = query.where(or_(ts_col < ts, and_(ts_col == ts, id_col < row_id)))

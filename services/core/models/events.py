@@ -69,6 +69,11 @@ class PassagePublic(PassageBase):
     id: int
     person_id: int | None
     reading_id: int | None
+    screening_temp_c: float | None = Field(
+        default=None,
+        description="The temperature of the reading that screened it (the gate terminal's "
+        "own, or a handheld's); null when unscreened",
+    )
 
 
 class ReadingBase(EventBase):

@@ -12,7 +12,8 @@ function fact(label, value, warn = false) {
 function passageRow(p) {
   const who = p.kind === "vehicle" ? p.plate || "—" : p.id_masked || p.qr_pass || "—";
   const registered = p.registration === "registered";
-  const temp = p.temp_c === null ? "—" : `${p.temp_c.toFixed(1)} °C`;
+  const measured = p.screening_temp_c ?? p.temp_c; // a handheld's reading, or the terminal's own
+  const temp = measured === null || measured === undefined ? "—" : `${measured.toFixed(1)} °C`;
   return el(
     "tr",
     { class: registered ? "" : "warn-row" },
