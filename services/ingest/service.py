@@ -217,7 +217,10 @@ class IngestService:
                 log.warning(
                     "database unavailable (%s); holding %d message(s) unacknowledged, "
                     "retrying in %.1f s",
-                    type(error).__name__,
+                    # the writer process's error by name, as the thread writer's
+                    str(error).split(":")[0]
+                    if isinstance(error, WriteFailed)
+                    else type(error).__name__,
                     len(batch) + self._queue.qsize(),
                     backoff,
                 )

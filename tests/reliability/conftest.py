@@ -117,10 +117,8 @@ class Process:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """Resident memory of the process and its children (ingest's writer process)."""
+        return tree_rss_kb(self.pid)
 
     def wait_log(self, needle: str, timeout: float = 60) -> None:
         """Wait for a line in the log (e.g. ingest's "ingest running", printed once it
@@ -442,3 +440,16 @@ def twin_database_url(
     kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
     with fresh_database(kind, request, tmp_path) as url:
         yield url
+
+
+def tree_rss_kb(pid: int) -> int:
+    total = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(tree_rss_kb(int(c)) for c in (task / "children").read_text().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # exited in the meantime
+    return total

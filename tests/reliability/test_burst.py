@@ -1,9 +1,9 @@
 """Scenario 5: a burst far beyond what ingest sustains. The benchmark rate is about
 10,000 msg/s, so ten times that is more than one machine can publish; the burst here is
 honestly "as fast as one publisher process can send" for CPM_RELIABILITY_BURST_S seconds
-(default 60 s, as the issue asks). Ingest's memory (VmRSS of
-the `cpmon ingest` process) must stay bounded: its queue is bounded and MQTT Receive
-Maximum makes the broker hold the rest. Everything the broker acknowledged is stored."""
+(default 60 s, as the issue asks). Ingest's memory (VmRSS of the `cpmon ingest`
+process and its writer process) must stay bounded: its queue is bounded and MQTT
+Receive Maximum makes the broker hold the rest. Everything the broker acknowledged is stored."""
 
 from __future__ import annotations
 
@@ -103,9 +103,9 @@ def test_burst_keeps_ingest_memory_bounded_and_loses_nothing(
         recovery_s=drained_s - burst_s,
         notes=f"{BURST_S:.0f} s burst at {published['acked'] / published['seconds']:,.0f} msg/s "
         f"(one paho publisher, QoS 1); ingest stored {stored / drained_s:,.0f} msg/s overall; "
-        f"ingest RSS idle {idle_rss / 1024:.0f} MB, peak {peak_mb:.0f} MB (first half of "
-        f"the burst {first_half_mb:.0f}, second {second_half_mb:.0f}); recovery = burst end "
-        "to backlog drained",
+        f"ingest RSS (with its writer) idle {idle_rss / 1024:.0f} MB, peak {peak_mb:.0f} MB "
+        f"(first half of the burst {first_half_mb:.0f}, second {second_half_mb:.0f}); "
+        "recovery = burst end to backlog drained",
     )
     assert published["acked"] == published["sent"], published
     assert result.lost == 0, result.missing
