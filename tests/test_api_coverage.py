@@ -288,7 +288,7 @@ def test_settled_hours_are_served_from_memory_with_the_same_figures(
 ) -> None:
     from collections import Counter
 
-    from services.ingest.store import add_rollups
+    from services.ingest.state import add_rollups
 
     rows, rollups = [], {}
     for n in range(200):  # passages in 2020: long settled (older than max_event_age_h)

@@ -21,7 +21,7 @@ from services.api.coverage_queries import Scope
 from services.api.routes import coverage as route
 from services.api.schemas import CoverageReport
 from services.core.models import DeviceStatusEvent, DutyEvent, Passage
-from services.ingest.store import add_rollups
+from services.ingest.state import add_rollups
 from tests.api_fixtures import bearer
 
 NOW = datetime(2020, 3, 1, 10, 20, tzinfo=UTC)

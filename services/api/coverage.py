@@ -36,6 +36,10 @@ def epoch(dt: datetime) -> int:
     return int(dt.timestamp())
 
 
+def hours_between(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds()) // HOUR
+
+
 @dataclass(slots=True)
 class HourSeries:
     """Per-hour accumulators over a window of `hours` hours starting at `start` (epoch)."""

@@ -29,7 +29,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from services.api import coverage as cov
-from services.api.coverage_queries import Held, Scope, coverage_series, event_fingerprint
+from services.api.coverage_intervals import event_fingerprint
+from services.api.coverage_queries import Held, Scope, coverage_series
 
 BucketKey = tuple[datetime, datetime, str]  # start, end, label
 NOTHING: Mapping[BucketKey, bytes] = {}

@@ -1,48 +1,23 @@
 """The database side of coverage: read roll-ups (fast path) or recount raw rows (the
-reference the tests and the benchmark compare against), duty and device-status
-intervals, alerts opened; then hand plain numbers to `services.api.coverage`."""
+reference the tests and the benchmark compare against), add the staffed and online time
+(coverage_intervals.py) and alerts opened; then hand plain numbers to
+`services.api.coverage`."""
 
 from __future__ import annotations
 
-import functools
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection
 
 from services.api import coverage as cov
-from services.core.db import UTCDateTime
+from services.api.coverage_intervals import Boundaries, staffing_held, uptime_held
+from services.api.coverage_sql import bind_window, epoch_sql, scope_sql
 from services.core.models.events import ROLLUP_COUNTERS
 
 Source = Literal["rollup", "recount"]
-
-
-def epoch_sql(dialect: str, column: str) -> str:
-    """SQL for a timestamp column as integer epoch seconds (computed by the database)."""
-    if dialect == "sqlite":
-        return f"CAST(strftime('%s', {column}) AS INTEGER)"
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS BIGINT)"
-
-
-def _scope_sql(checkpoints: Sequence[str] | None, column: str = "checkpoint_id") -> str:
-    return "" if checkpoints is None else f" AND {column} IN :cps"
-
-
-def _params(
-    sql: str, start: datetime, end: datetime, checkpoints: Sequence[str] | None
-) -> tuple[Any, dict[str, Any]]:
-    statement = text(sql).bindparams(bindparam("start", type_=UTCDateTime()))
-    params: dict[str, Any] = {"start": start}
-    if ":end" in sql:
-        statement = statement.bindparams(bindparam("end", type_=UTCDateTime()))
-        params["end"] = end
-    if checkpoints is not None:
-        statement = statement.bindparams(bindparam("cps", expanding=True))
-        params["cps"] = list(checkpoints)
-    return statement, params
 
 
 # --- counters per hour -----------------------------------------------------------------
@@ -89,8 +64,8 @@ def recount_table(
         (_RECOUNT_PASSAGES, _PASSAGE_COUNTERS),
         (_RECOUNT_READINGS, _READING_COUNTERS),
     ):
-        statement, params = _params(
-            sql.format(hour=hour, group=group, group_by=group_by, scope=_scope_sql(checkpoints)),
+        statement, params = bind_window(
+            sql.format(hour=hour, group=group, group_by=group_by, scope=scope_sql(checkpoints)),
             start,
             end,
             checkpoints,
@@ -119,8 +94,8 @@ def rollup_table(
     else:
         sql = f"SELECT {hour}, {sums} FROM coverage_rollup"
         group_by = " GROUP BY bucket"
-    sql += " WHERE bucket >= :start AND bucket < :end" + _scope_sql(checkpoints) + group_by
-    statement, params = _params(sql, start, end, checkpoints)
+    sql += " WHERE bucket >= :start AND bucket < :end" + scope_sql(checkpoints) + group_by
+    statement, params = bind_window(sql, start, end, checkpoints)
     out: dict[tuple[str, int], dict[str, int]] = {}
     for row in conn.execute(statement, params):
         key = (row[1] if per_checkpoint else "", int(row[0]))
@@ -131,158 +106,15 @@ def rollup_table(
     return out
 
 
-# --- intervals -------------------------------------------------------------------------
-class Boundaries(Protocol):
-    """Remembers `_latest_before` answers at settled instants (nothing can change them)."""
-
-    def latest_before(self, key: Hashable, compute: Callable[[], list[Any]]) -> list[Any]: ...
-
-
-def _latest_before(
-    conn: Connection,
-    table: str,
-    columns: str,
-    partition: str,
-    start: datetime,
-    cps: Any,
-    boundaries: Boundaries | None = None,
-) -> list[Any]:
-    """For each `partition` group, the columns of the last row before `start`."""
-    if boundaries is not None:
-        key = (table, columns, start, tuple(cps) if cps is not None else None)
-        return boundaries.latest_before(
-            key, lambda: _latest_before(conn, table, columns, partition, start, cps)
-        )
-    if conn.dialect.name == "postgresql":
-        sql = (
-            f"SELECT DISTINCT ON ({partition}) {columns} FROM {table} "
-            f"WHERE ts < :start{_scope_sql(cps)} ORDER BY {partition}, ts DESC, id DESC"
-        )
-    else:  # SQLite: a bare column next to max() comes from the row holding the max
-        sql = (
-            f"SELECT {columns}, MAX(ts) FROM {table} "
-            f"WHERE ts < :start{_scope_sql(cps)} GROUP BY {partition}"
-        )
-    statement, params = _params(sql, start, start, cps)
-    return list(conn.execute(statement, params))
-
-
-def _events_within(
-    conn: Connection, table: str, columns: str, start: datetime, end: datetime, cps: Any
-) -> list[Any]:
-    sql = (
-        f"SELECT checkpoint_id, {epoch_sql(conn.dialect.name, 'ts')}, {columns} FROM {table} "
-        f"WHERE ts >= :start AND ts < :end{_scope_sql(cps)} ORDER BY ts, id"
-    )
-    statement, params = _params(sql, start, end, cps)
-    return list(conn.execute(statement, params))
-
-
-def _active(checkpoints: dict[str, int]) -> list[str]:
-    # only active checkpoints make minutes: their events alone are read, which also lets
-    # the (checkpoint_id, ts) indexes serve the time range
-    return sorted(checkpoints)
-
-
-def staffing_held(
-    conn: Connection,
-    start: datetime,
-    end: datetime,
-    until: int,
-    checkpoints: dict[str, int],
-    boundaries: Boundaries | None = None,
-) -> cov.HeldTime:
-    """Time with at least min_staff on duty, summed over the checkpoints, up to `until`."""
-    cps = _active(checkpoints)
-    on_duty: dict[str, frozenset[str]] = defaultdict(frozenset)
-    for cp, staff_id, action, *_ in _latest_before(
-        conn,
-        "duty_event",
-        "checkpoint_id, staff_id, action",
-        "checkpoint_id, staff_id",
-        start,
-        cps,
-        boundaries,
-    ):
-        if action == "on":
-            on_duty[cp] = on_duty[cp] | {staff_id}
-    events: dict[str, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
-    for cp, ts, staff_id, action in _events_within(
-        conn, "duty_event", "staff_id, action", start, end, cps
-    ):
-        events[cp].append((int(ts), (staff_id, action)))
-    return cov.held_time(
-        cov.epoch(start),
-        _hours(start, end),
-        until,
-        (
-            (on_duty[cp], events.get(cp, []), functools.partial(has_staff, min_staff))
-            for cp, min_staff in checkpoints.items()
-        ),
-        cov.apply_duty,
-    )
-
-
-def has_staff(need: int, on_duty: frozenset[str]) -> bool:
-    return len(on_duty) >= need
-
-
-def is_online(state: str) -> bool:
-    return state == "online"
-
-
-def uptime_held(
-    conn: Connection,
-    start: datetime,
-    end: datetime,
-    until: int,
-    checkpoints: dict[str, int],
-    boundaries: Boundaries | None = None,
-) -> cov.HeldTime:
-    """Time each device was online (per its status history), summed, up to `until`."""
-    cps = _active(checkpoints)
-    state: dict[str, str] = {}
-    for cp, status, *_ in _latest_before(
-        conn, "device_status_event", "checkpoint_id, state", "checkpoint_id", start, cps, boundaries
-    ):
-        state[cp] = status
-    events: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for cp, ts, status in _events_within(conn, "device_status_event", "state", start, end, cps):
-        events[cp].append((int(ts), status))
-    return cov.held_time(
-        cov.epoch(start),
-        _hours(start, end),
-        until,
-        ((state.get(cp, "unknown"), events.get(cp, []), is_online) for cp in checkpoints),
-        cov.apply_status,
-    )
-
-
-def event_fingerprint(
-    conn: Connection, checkpoints: dict[str, int], start: datetime, end: datetime
-) -> tuple[int, ...]:
-    """Count and sum of ids of the duty and status events of the active checkpoints in
-    [start, end). These rows are only ever inserted (retention deletes far older ones), so
-    an unchanged fingerprint proves no event arrived, even one whose transaction took an
-    id earlier but committed later (the count changes where a maximum id would not)."""
-    sql = " UNION ALL ".join(
-        f"SELECT {n}, COUNT(*), COALESCE(SUM(id), 0) FROM {table} "
-        "WHERE ts >= :start AND ts < :end AND checkpoint_id IN :cps"
-        for n, table in enumerate(("duty_event", "device_status_event"))
-    )
-    statement, params = _params(sql, start, end, _active(checkpoints))
-    return tuple(int(v) for row in sorted(conn.execute(statement, params)) for v in row[1:])
-
-
 def add_alerts_opened(
     conn: Connection, series: cov.HourSeries, start: datetime, end: datetime, cps: Any
 ) -> None:
     hour = f"({epoch_sql(conn.dialect.name, 'opened_at')} / 3600) * 3600"
     sql = (
         f"SELECT {hour} AS h, COUNT(*) FROM alert "
-        f"WHERE opened_at >= :start AND opened_at < :end{_scope_sql(cps)} GROUP BY h"
+        f"WHERE opened_at >= :start AND opened_at < :end{scope_sql(cps)} GROUP BY h"
     )
-    statement, params = _params(sql, start, end, cps)
+    statement, params = bind_window(sql, start, end, cps)
     for h, count in conn.execute(statement, params):
         series.alerts_opened[series.index(int(h))] += int(count)
 
@@ -329,10 +161,6 @@ class HeldMemory(Protocol):
     ) -> Held: ...
 
 
-def _hours(start: datetime, end: datetime) -> int:
-    return int((end - start).total_seconds()) // cov.HOUR
-
-
 def coverage_series(
     conn: Connection,
     scope: Scope,
@@ -346,7 +174,7 @@ def coverage_series(
     """Every per-hour figure of the hour-aligned window [start, end). `boundaries` may
     remember the duty and device state at `start` when nothing can change it any more;
     `held` may remember the staffed and online time while no event changes it."""
-    series = cov.HourSeries(start=cov.epoch(start), hours=_hours(start, end))
+    series = cov.HourSeries(start=cov.epoch(start), hours=cov.hours_between(start, end))
     if source == "rollup":
         table = rollup_table(conn, start, end, scope.rollup_filter, per_checkpoint=False)
     else:

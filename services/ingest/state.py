@@ -1,0 +1,170 @@
+"""What a batch changes besides its event rows, in the same transaction: who is on duty
+at each checkpoint, the device status events, the live `checkpoint_state` row and the
+hourly roll-up counters. State updates keep the newest value and counters only add, so
+batches that arrive out of order (a replayed backlog, two ingest processes) leave the
+same result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, case, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.core.models import (
+    CheckpointState,
+    CoverageRollup,
+    DeviceStatusEvent,
+    StaffPresence,
+)
+from services.core.models.events import ROLLUP_COUNTERS
+from services.core.utils import table_of
+from services.ingest.bulk import add_counters
+from services.ingest.routes import BatchPlan
+
+status_t = table_of(DeviceStatusEvent)
+state_t = table_of(CheckpointState)
+presence_t = table_of(StaffPresence)
+rollup_t = table_of(CoverageRollup)
+
+
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:
+    """Who is on duty where: the latest event per staff member and checkpoint wins, even
+    when events arrive out of order (a replayed backlog)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in duty_rows:
+        key = (row["checkpoint_id"], row["staff_id"])
+        if key not in latest or row["ts"] >= latest[key]["since"]:
+            latest[key] = {
+                "checkpoint_id": key[0],
+                "staff_id": key[1],
+                "on_duty": row["action"] == "on",
+                "since": row["ts"],
+            }
+    if not latest:
+        return
+    statement = dialect_insert(conn, presence_t)
+    statement = statement.on_conflict_do_update(
+        index_elements=["checkpoint_id", "staff_id"],
+        set_={"on_duty": statement.excluded.on_duty, "since": statement.excluded.since},
+        where=presence_t.c.since <= statement.excluded.since,
+    )
+    conn.execute(statement, [latest[key] for key in sorted(latest)])
+
+
+def add_rollups(conn: Connection, rollups: dict[tuple[str, datetime], Counter[str]]) -> None:
+    rows = [
+        {"checkpoint_id": cp, "bucket": bucket, **{c: counts[c] for c in ROLLUP_COUNTERS}}
+        for (cp, bucket), counts in sorted(rollups.items())  # sorted: no deadlocks
+    ]
+    add_counters(conn, rollup_t, rows, ("checkpoint_id", "bucket"), ROLLUP_COUNTERS)
+
+
+def insert_status_events(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """Few and far between: plain SQLAlchemy, so device_ts comes back as a datetime."""
+    if not rows:
+        return []
+    statement = (
+        dialect_insert(conn, status_t)
+        .on_conflict_do_nothing(index_elements=["checkpoint_id", "device_ts", "state"])
+        .returning(status_t.c.id, status_t.c.checkpoint_id, status_t.c.device_ts, status_t.c.state)
+    )
+    return list(conn.execute(statement, rows).all())
+
+
+def _later(column: Any, value: Any) -> Any:
+    """`value` when it is given and newer than the column, else the column."""
+    return case(
+        (and_(value.is_not(None), (column.is_(None)) | (column < value)), value), else_=column
+    )
+
+
+def update_checkpoint_state(
+    conn: Connection,
+    plan: BatchPlan,
+    activity: dict[str, dict[str, datetime]],
+    device_states: dict[str, dict[str, Any]],
+) -> None:
+    checkpoints = set(plan.seen)
+    if not checkpoints:
+        return
+    c = state_t.c
+    p = {
+        name: bindparam(f"p_{name}", type_=c[name].type)
+        for name in (
+            "last_seen_at",
+            "last_passage_at",
+            "last_reading_at",
+            "last_heartbeat_at",
+            "uptime_s",
+            "backlog",
+            "clock_skew_s",
+            "clock_skew_at",
+            "device_state",
+            "state_since",
+            "firmware",
+        )
+    }
+    newer_state = and_(
+        p["state_since"].is_not(None), c.state_since.is_(None) | (c.state_since <= p["state_since"])
+    )
+    newer_heartbeat = and_(
+        p["last_heartbeat_at"].is_not(None),
+        c.last_heartbeat_at.is_(None) | (c.last_heartbeat_at <= p["last_heartbeat_at"]),
+    )
+    newer_skew = and_(
+        p["clock_skew_at"].is_not(None),
+        c.clock_skew_at.is_(None) | (c.clock_skew_at <= p["clock_skew_at"]),
+    )
+    statement = (
+        update(state_t)
+        .where(c.checkpoint_id == bindparam("p_checkpoint_id"))
+        .values(
+            last_seen_at=_later(c.last_seen_at, p["last_seen_at"]),
+            last_passage_at=_later(c.last_passage_at, p["last_passage_at"]),
+            last_reading_at=_later(c.last_reading_at, p["last_reading_at"]),
+            last_heartbeat_at=case(
+                (newer_heartbeat, p["last_heartbeat_at"]), else_=c.last_heartbeat_at
+            ),
+            uptime_s=case((newer_heartbeat, p["uptime_s"]), else_=c.uptime_s),
+            backlog=case((newer_heartbeat, p["backlog"]), else_=c.backlog),
+            clock_skew_s=case((newer_skew, p["clock_skew_s"]), else_=c.clock_skew_s),
+            clock_skew_at=case((newer_skew, p["clock_skew_at"]), else_=c.clock_skew_at),
+            device_state=case((newer_state, p["device_state"]), else_=c.device_state),
+            firmware=case(
+                (and_(newer_state, p["firmware"].is_not(None)), p["firmware"]), else_=c.firmware
+            ),
+            state_since=case((newer_state, p["state_since"]), else_=c.state_since),
+        )
+    )
+    rows = []
+    for checkpoint_id in sorted(checkpoints):
+        heartbeat = plan.heartbeats.get(checkpoint_id, {})
+        skew = plan.skews.get(checkpoint_id)
+        status = device_states.get(checkpoint_id)
+        seen = activity.get(checkpoint_id, {})
+        rows.append(
+            {
+                "p_checkpoint_id": checkpoint_id,
+                "p_last_seen_at": plan.seen[checkpoint_id],
+                "p_last_passage_at": seen.get("last_passage_at"),
+                "p_last_reading_at": seen.get("last_reading_at"),
+                "p_last_heartbeat_at": heartbeat.get("last_heartbeat_at"),
+                "p_uptime_s": heartbeat.get("uptime_s"),
+                "p_backlog": heartbeat.get("backlog"),
+                "p_clock_skew_s": skew[0] if skew else None,
+                "p_clock_skew_at": skew[1] if skew else None,
+                "p_device_state": status["state"] if status else None,
+                "p_state_since": status["ts"] if status else None,
+                "p_firmware": status["firmware"] if status else None,
+            }
+        )
+    conn.execute(statement, rows)
