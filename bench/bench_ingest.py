@@ -53,7 +53,7 @@ from services.core.settings import Settings  # noqa: E402
 from services.ingest.batch import BatchProcessor  # noqa: E402
 from services.ingest.routes import Inbound  # noqa: E402
 from services.ingest.service import IngestService, subscription_topic  # noqa: E402
-from tests.support import Publisher, private_broker  # noqa: E402
+from tests.support import Publisher, private_broker, tree_rss_kb  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
 PG_ADMIN = os.environ.get("CPM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -308,7 +308,7 @@ def backlog_memory(community: DemoCommunity, messages: int) -> dict[str, float]:
         last, still_since = -1, time.perf_counter()
         try:
             while time.perf_counter() - still_since < 5:
-                peak_kib = max(peak_kib, rss_kib(process.pid))
+                peak_kib = max(peak_kib, tree_rss_kb(process.pid))
                 with engine.connect() as conn:
                     rows = conn.execute(
                         text(
@@ -329,20 +329,6 @@ def backlog_memory(community: DemoCommunity, messages: int) -> dict[str, float]:
         "peak_mib": peak_kib / 1024,
         "seconds": time.perf_counter() - began - 5,
     }
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of `pid` and all its descendants (ingest and its writer)."""
-    total = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            total += sum(rss_kib(int(c)) for c in (task / "children").read_text().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # gone in the meantime
-    return total
 
 
 def percentile(values: list[float], pct: int) -> float:

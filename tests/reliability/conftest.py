@@ -33,7 +33,7 @@ from sqlalchemy import Engine, text
 from services.core.demo import DemoCommunity
 from tests.conftest import TEST_SECRET, free_port, fresh_database
 from tests.reliability.report import Figures, ReliabilityReport
-from tests.support import wait_until
+from tests.support import tree_rss_kb, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ReliabilityReport()
@@ -440,16 +440,3 @@ def twin_database_url(
     kind = "sqlite" if database_url.startswith("sqlite") else "postgres"
     with fresh_database(kind, request, tmp_path) as url:
         yield url
-
-
-def tree_rss_kb(pid: int) -> int:
-    total = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            total += sum(tree_rss_kb(int(c)) for c in (task / "children").read_text().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # exited in the meantime
-    return total
