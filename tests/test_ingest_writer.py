@@ -75,6 +75,7 @@ def test_a_writer_that_cannot_reach_the_database_fails_transiently(make_settings
             writer.process([inbound])
         assert failure.value.transient
         assert "OperationalError" in str(failure.value)
+        assert failure.value.cause == "OperationalError"  # what the retry log names
         assert writer.pid is not None and writer.restarts == 0  # it reports, it does not die
     finally:
         writer.close()

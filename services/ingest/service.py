@@ -217,10 +217,7 @@ class IngestService:
                 log.warning(
                     "database unavailable (%s); holding %d message(s) unacknowledged, "
                     "retrying in %.1f s",
-                    # the writer process's error by name, as the thread writer's
-                    str(error).split(":")[0]
-                    if isinstance(error, WriteFailed)
-                    else type(error).__name__,
+                    error.cause if isinstance(error, WriteFailed) else type(error).__name__,
                     len(batch) + self._queue.qsize(),
                     backoff,
                 )

@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 
 class WriteFailed(Exception):
-    """The writer process could not commit a batch; `transient`: worth retrying as is."""
+    """The writer process could not commit a batch; `transient`: worth retrying as is;
+    `cause`: the name of the error behind it (for the log)."""
 
-    def __init__(self, detail: str, transient: bool) -> None:
+    def __init__(self, detail: str, transient: bool, cause: str = "WriterGone") -> None:
         super().__init__(detail)
         self.transient = transient
+        self.cause = cause
 
 
 class Writer(Protocol):
@@ -120,8 +122,8 @@ class ProcessWriter:
             raise WriteFailed(f"the writer process went away ({error!r})", True) from error
         if isinstance(reply, BatchOutcome):
             return reply
-        detail, transient = reply
-        raise WriteFailed(detail, transient)
+        detail, transient, cause = reply
+        raise WriteFailed(detail, transient, cause)
 
     def _receive(self) -> Any:
         """The reply; a batch may take long (a locked database), a dead writer may not."""
@@ -202,7 +204,8 @@ def writer_main(settings: Settings, pipe: Connection, logs: Any) -> None:
                 transient = is_transient(error)
                 if not transient:
                     log.exception("unexpected error storing a batch of %d", len(batch))
-                reply = (f"{type(error).__name__}: {error}"[:2000], transient)
+                cause = type(error).__name__
+                reply = (f"{cause}: {error}"[:2000], transient, cause)
             try:
                 pipe.send(reply)
             except (EOFError, OSError):
