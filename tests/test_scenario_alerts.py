@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlmodel import col
 
-from devices.simulator.network import clear_retained_status
 from devices.simulator.params import IncidentRates, Outage, SimulationParams, StaffingGap
 from devices.simulator.runner import Simulation
 from devices.simulator.scenarios import scenario_params
@@ -23,7 +22,7 @@ from services.core.models import Alert
 from services.core.settings import Settings
 from services.ingest.service import IngestService
 from tests.support import wait_until
-from tests.test_simulator_e2e import run_scenario, settle
+from tests.test_simulator_e2e import ingest_for_simulation, run_scenario, settle
 
 pytestmark = pytest.mark.slow
 
@@ -260,12 +259,8 @@ def clocked_settings(make_settings: Any) -> Settings:
 def clocked_ingest(
     seeded_engine: Engine, clocked_settings: Settings, small_community: DemoCommunity
 ) -> Iterator[IngestService]:
-    service = IngestService(clocked_settings, seeded_engine)
-    service.start()
-    yield service
-    service.stop()
-    checkpoint_ids = [cp.id for cp in small_community.checkpoints]
-    clear_retained_status(clocked_settings.mqtt, clocked_settings.topic_prefix, checkpoint_ids)
+    with ingest_for_simulation(clocked_settings, seeded_engine, small_community) as service:
+        yield service
 
 
 def test_staffing_gaps_alert_exactly_as_the_manifest_predicts(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -54,17 +55,26 @@ def settings(make_settings: Any) -> Settings:
     return settings
 
 
-@pytest.fixture
-def ingest(
-    seeded_engine: Engine, settings: Settings, small_community: DemoCommunity
+@contextmanager
+def ingest_for_simulation(
+    settings: Settings, engine: Engine, community: DemoCommunity
 ) -> Iterator[IngestService]:
-    service = IngestService(settings, seeded_engine)
+    """A running ingest; afterwards the devices' retained status is cleared."""
+    service = IngestService(settings, engine)
     service.start()
     yield service
     service.stop()
     # after ingest has gone: an empty retained message would be a dead letter to it
-    checkpoint_ids = [cp.id for cp in small_community.checkpoints]
+    checkpoint_ids = [cp.id for cp in community.checkpoints]
     clear_retained_status(settings.mqtt, settings.topic_prefix, checkpoint_ids)
+
+
+@pytest.fixture
+def ingest(
+    seeded_engine: Engine, settings: Settings, small_community: DemoCommunity
+) -> Iterator[IngestService]:
+    with ingest_for_simulation(settings, seeded_engine, small_community) as service:
+        yield service
 
 
 def run_scenario(
