@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -118,10 +118,6 @@ def screening_temp() -> Any:
     )
 
 
-def extra_columns(table: Table) -> list[Any]:
-    return [screening_temp()] if table is passage_t else []
-
-
 def keyset_page(
     conn: Any,
     table: Table,
@@ -129,10 +125,12 @@ def keyset_page(
     cursor: str | None,
     limit: int,
     time_column: str = "ts",
+    extra: Sequence[Any] = (),
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; the cursor is the (time, id) of the last row returned."""
+    """Newest first; the cursor is the (time, id) of the last row returned. `extra`:
+    columns computed beside the table's own (labelled)."""
     ts_col, id_col = table.c[time_column], table.c.id
-    query = select(table, *extra_columns(table)).where(*conditions)
+    query = select(table, *extra).where(*conditions)
     if cursor is not None:
         ts, row_id = decode_cursor(cursor)
         query = query.where(or_(ts_col < ts, and_(ts_col == ts, id_col < row_id)))
@@ -148,7 +146,11 @@ def keyset_page(
 
 
 def stream_csv(
-    engine: Engine, table: Table, conditions: list[ColumnElement[bool]], columns: list[str]
+    engine: Engine,
+    table: Table,
+    conditions: list[ColumnElement[bool]],
+    columns: list[str],
+    extra: Sequence[Any] = (),
 ) -> Iterator[str]:
     """Page through with the same keyset as the API, so memory stays flat however many
     rows the export holds."""
@@ -159,7 +161,7 @@ def stream_csv(
     cursor: str | None = None
     while True:
         with engine.connect() as conn:
-            rows, cursor = keyset_page(conn, table, conditions, cursor, EXPORT_PAGE)
+            rows, cursor = keyset_page(conn, table, conditions, cursor, EXPORT_PAGE, extra=extra)
         buffer.seek(0)
         buffer.truncate()
         for row in rows:
@@ -172,6 +174,7 @@ def stream_csv(
 
 
 PASSAGE_COLUMNS = list(PassagePublic.model_fields)
+PASSAGE_EXTRA = (screening_temp(),)
 READING_COLUMNS = list(ReadingPublic.model_fields)
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "CSV, newest first"}
@@ -191,7 +194,9 @@ def list_passages(
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page[PassagePublic]:
-    rows, next_cursor = keyset_page(session.connection(), passage_t, conditions, cursor, limit)
+    rows, next_cursor = keyset_page(
+        session.connection(), passage_t, conditions, cursor, limit, extra=PASSAGE_EXTRA
+    )
     return Page[PassagePublic](
         items=[PassagePublic.model_validate(r) for r in rows], next_cursor=next_cursor
     )
@@ -207,7 +212,7 @@ def export_passages(
     engine: EngineDep, _actor: CurrentKey, conditions: PassageFilters
 ) -> StreamingResponse:
     return StreamingResponse(
-        stream_csv(engine, passage_t, conditions, PASSAGE_COLUMNS),
+        stream_csv(engine, passage_t, conditions, PASSAGE_COLUMNS, PASSAGE_EXTRA),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="passages.csv"'},
     )
