@@ -96,3 +96,23 @@ def test_whole_and_decimal_temperatures_in_one_batch(
         stored_temps = conn.execute(text("SELECT temp_c FROM reading ORDER BY msg_id")).scalars()
         assert [float(t) for t in stored_temps] == [float(t) for t in temps]
     assert stored(seeded_engine, "dead_letter") == 0
+
+
+def test_a_bug_in_the_writer_process_is_reported_with_its_traceback(
+    seeded_engine: Engine, make_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="services")
+    settings = make_settings()
+    writer = ProcessWriter(settings)
+    try:
+        # no payload at all: not bad data a device could send, a bug in the caller
+        broken = Inbound(f"{settings.topic_prefix}/cp/cp-001/heartbeat", None, utcnow())  # type: ignore[arg-type]
+        with pytest.raises(WriteFailed) as failure:
+            writer.process([broken])
+        assert not failure.value.transient and failure.value.cause == "TypeError"
+    finally:
+        writer.close()  # the writer's log records are all forwarded by then
+    # the writer's own log line, traceback included, through this process's logging
+    logged = [r for r in caplog.records if "unexpected error storing" in r.getMessage()]
+    assert len(logged) == 1 and "Traceback" in logged[0].getMessage(), logged
+    assert "TypeError" in logged[0].getMessage()
