@@ -51,7 +51,7 @@ from services.core.protocol import committed_topic  # noqa: E402
 from services.core.seed import load_demo  # noqa: E402
 from services.core.settings import Settings  # noqa: E402
 from services.ingest.batch import BatchProcessor  # noqa: E402
-from services.ingest.routes import Inbound  # noqa: E402
+from services.ingest.parse import Inbound  # noqa: E402
 from services.ingest.service import IngestService, subscription_topic  # noqa: E402
 from tests.support import Publisher, private_broker, tree_rss_kb  # noqa: E402
 

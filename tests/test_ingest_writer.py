@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
-from services.ingest.routes import Inbound
+from services.ingest.parse import Inbound
 from services.ingest.service import IngestService
 from services.ingest.writer import ProcessWriter, WriteFailed
 from tests.support import Publisher, wait_until

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, event
 from services.alerts.processor import Processor
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
-from services.ingest.routes import Accepted, Inbound, parse_inbound
+from services.ingest.parse import Accepted, Inbound, parse_inbound
 from services.ingest.rules import OpenPassage, OpenReading
 from services.ingest.screening import _stored_open_passages, _stored_open_readings
 from services.ingest.store import load_registry

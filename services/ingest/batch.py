@@ -11,14 +11,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from services.core.enums import DeadLetterReason
 from services.core.settings import Settings
-from services.ingest.routes import (
-    Accepted,
-    Inbound,
-    Rejected,
-    RowContext,
-    build_plan,
-    parse_inbound,
-)
+from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
+from services.ingest.plan import RowContext, build_plan
 from services.ingest.store import (
     BatchOutcome,
     load_checkpoints,

@@ -29,7 +29,7 @@ from services.core.mqtt import connect_async, new_client
 from services.core.protocol import committed_topic, device_subscription, service_status_topic
 from services.core.settings import Settings
 from services.ingest.batch import is_transient
-from services.ingest.routes import Inbound
+from services.ingest.parse import Inbound
 from services.ingest.store import BatchOutcome
 from services.ingest.writer import ProcessWriter, ThreadWriter, WriteFailed, Writer
 

@@ -23,7 +23,7 @@ from services.core.models import (
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.utils import table_of
 from services.ingest.bulk import add_counters
-from services.ingest.routes import BatchPlan
+from services.ingest.plan import BatchPlan
 
 status_t = table_of(DeviceStatusEvent)
 state_t = table_of(CheckpointState)

@@ -35,7 +35,8 @@ from services.core.protocol import EntryMessage
 from services.core.queries import one_of
 from services.core.utils import table_of
 from services.ingest.bulk import insert_new, update_by_id
-from services.ingest.routes import Accepted, BatchPlan, RegistryView, Rejected
+from services.ingest.parse import Accepted, Rejected
+from services.ingest.plan import BatchPlan, RegistryView
 from services.ingest.rules import (
     OpenPassage,
     OpenReading,

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 
 from services.core.settings import Settings
 from services.ingest.batch import BatchProcessor, is_transient
-from services.ingest.routes import Inbound
+from services.ingest.parse import Inbound
 from services.ingest.store import BatchOutcome
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, text
 from services.core.demo import make_resident_id
 from services.core.identity import redact
 from services.core.protocol import ProtocolError, parse_message
-from services.ingest.routes import Accepted, Inbound, Rejected, parse_inbound
+from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
 from services.ingest.service import IngestService
 from tests.conftest import MQTT_URL
 from tests.reliability.conftest import Device, db_name, record
