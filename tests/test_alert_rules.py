@@ -11,10 +11,7 @@ import pytest
 
 from services.alerts import signing
 from services.alerts.delivery import RetryPolicy
-from services.alerts.notifiers import parse_retry_after
-from services.alerts.outbox import RouteFilter, route_matches
-from services.alerts.processor import next_watermark
-from services.alerts.rules import (
+from services.alerts.event_rules import (
     AlertType,
     OpenFever,
     PassageFact,
@@ -23,7 +20,9 @@ from services.alerts.rules import (
     passage_findings,
     reading_findings,
 )
-from services.alerts.rules_timed import (
+from services.alerts.notifiers import parse_retry_after
+from services.alerts.outbox import RouteFilter, route_matches
+from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
     conditions,
@@ -32,6 +31,7 @@ from services.alerts.rules_timed import (
     shortage_since,
     unscreened,
 )
+from services.alerts.watermark import next_watermark
 from services.core.models.alerts import AlertEvent
 from services.core.settings import Settings
 

@@ -10,14 +10,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from services.alerts import lifecycle, store
+from services.alerts import lifecycle, store, timed_processor
 from services.alerts.service import AlertService
 from services.core.models import DeviceStatusEvent
 from services.core.models.alerts import SilenceCreate, WebhookRouteCreate
+from services.core.tables import watermark_t
 from tests.test_alert_support import (
     T0,
     Clock,
@@ -236,6 +237,33 @@ def test_unscreened_passage_when_its_window_closes_and_resolved_if_screened_late
         session.commit()
     service.run_timers()
     assert alerts(seeded_engine, "unscreened_passage")[0].outcome == "screened_late"
+
+
+def test_timed_rules_roll_back_when_the_unscreened_watermark_moved_under_them(
+    service: AlertService, seeded_engine: Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compare-and-set on the watermark is checked: a pass that lost the race raises
+    nothing (the winner did), instead of raising the same unscreened alert again."""
+    add_passage(seeded_engine, cp="cp-008", screened=False)
+    clock.advance(36)
+    real = timed_processor.read_watermark
+
+    def raced(conn: Connection, name: str) -> Any:
+        read = real(conn, name)
+        # another worker advances the watermark after ours was read
+        conn.execute(
+            update(watermark_t)
+            .where(watermark_t.c.name == name)
+            .values(version=read["version"] + 1)
+        )
+        return read
+
+    monkeypatch.setattr(timed_processor, "read_watermark", raced)
+    report = service.run_timers()
+    assert report.opened == [] and alerts(seeded_engine, "unscreened_passage") == []
+    monkeypatch.setattr(timed_processor, "read_watermark", real)
+    assert len(service.run_timers().opened) == 1
+    assert len(alerts(seeded_engine, "unscreened_passage")) == 1
 
 
 def test_sensor_fault_from_the_third_implausible_reading_and_its_end(

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert
 
-from services.alerts.rules import Finding
+from services.alerts.event_rules import Finding
 from services.alerts.store import raise_alert
 from services.core.db import utcnow
 from services.core.models import DeadLetter, Passage

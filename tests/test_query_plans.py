@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event
 
-from services.alerts.processor import Processor
+from services.alerts.event_processor import Processor
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
 from services.ingest.parse import Accepted, Inbound, parse_inbound
@@ -95,7 +95,7 @@ def test_screening_candidates_come_from_indexes(engine_without_statistics: Engin
 def test_alerts_find_the_person_of_a_reading_from_an_index(
     engine_without_statistics: Engine, make_settings: Any
 ) -> None:
-    from services.alerts.rules_timed import Thresholds
+    from services.alerts.timed_rules import Thresholds
 
     settings = make_settings()
     processor = Processor(

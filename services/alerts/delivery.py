@@ -21,14 +21,9 @@ from sqlalchemy import Engine, and_, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
-from services.core.models.alerts import DeliveryAttempt, Outbox, WebhookRoute
-from services.core.utils import table_of
+from services.core.tables import attempt_t, outbox_t, route_t
 
 log = logging.getLogger(__name__)
-
-outbox_t = table_of(Outbox)
-route_t = table_of(WebhookRoute)
-attempt_t = table_of(DeliveryAttempt)
 
 
 @dataclass(frozen=True, slots=True)

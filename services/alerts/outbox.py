@@ -21,17 +21,10 @@ from sqlalchemy import Connection, insert, select
 
 from services.core.models.alerts import (
     SEVERITY_RANK,
-    Alert,
     AlertEvent,
-    Outbox,
     Severity,
-    WebhookRoute,
 )
-from services.core.utils import table_of
-
-alert_t = table_of(Alert)
-outbox_t = table_of(Outbox)
-route_t = table_of(WebhookRoute)
+from services.core.tables import alert_t, outbox_t, route_t
 
 MQTT = "mqtt"
 WEBHOOK = "webhook"

@@ -24,11 +24,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from services.alerts.delivery import Deliverer, RetryPolicy
+from services.alerts.event_processor import SOURCES, Processor
 from services.alerts.leader import Leadership
 from services.alerts.notifiers import MqttNotifier, Notifier, WebhookNotifier
-from services.alerts.processor import SOURCES, Processor, ensure_watermarks
-from services.alerts.rules_timed import Thresholds
-from services.alerts.timers import UNSCREENED_WATERMARK, TimerReport, Timers
+from services.alerts.timed_processor import UNSCREENED_WATERMARK, TimerReport, Timers
+from services.alerts.timed_rules import Thresholds
+from services.alerts.watermark import ensure_watermarks
 from services.core.db import get_engine, utcnow
 from services.core.protocol import committed_topic
 from services.core.settings import Settings

@@ -12,22 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from services.alerts.event_rules import Finding
 from services.alerts.outbox import enqueue
-from services.alerts.rules import Finding
 from services.core.models.alerts import (
-    Alert,
     AlertEvent,
-    AlertHistory,
     AlertStatus,
-    Silence,
 )
-from services.core.utils import table_of
-
-alert_t = table_of(Alert)
-history_t = table_of(AlertHistory)
-silence_t = table_of(Silence)
+from services.core.tables import alert_t, dialect_insert, history_t, silence_t
 
 SYSTEM = "system"
 
@@ -37,10 +29,6 @@ class Raised:
     alert_id: int
     created: bool
     silenced: bool
-
-
-def _dialect_insert(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(alert_t)
 
 
 def active_silence(conn: Connection, checkpoint_id: str, site_id: str, now: datetime) -> int | None:
@@ -110,7 +98,7 @@ def raise_alert(
         "escalation_level": 0,
         "next_escalation_at": None if silenced else now + escalate_after,
     }
-    statement = _dialect_insert(conn).values(**values)
+    statement = dialect_insert(conn, alert_t).values(**values)
     if repeat:
         statement = statement.on_conflict_do_update(
             index_elements=["open_key"],

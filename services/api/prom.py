@@ -14,14 +14,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, Table, func, select, text
+from sqlalchemy import Engine, func, select, text
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.db import utcnow
-from services.core.models import CheckpointState
-
-state_t: Table = CheckpointState.__table__  # type: ignore[attr-defined]
+from services.core.tables import state_t
 
 log = logging.getLogger(__name__)
 

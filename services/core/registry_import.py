@@ -29,6 +29,7 @@ from services.core.models.registry import (
     StaffCreate,
     normalize_plate,
 )
+from services.core.tables import table_of
 
 MAX_ERRORS = 1000  # a report longer than this helps nobody
 
@@ -102,7 +103,7 @@ ENTITIES: dict[str, Entity] = {
 
 
 def _table(model: Any) -> Table:
-    table: Table = model.__table__
+    table = table_of(model)
     return table
 
 

@@ -18,17 +18,16 @@ from services.core.demo import (
     DemoCommunity,
 )
 from services.core.identity import hash_id, mask_id
-from services.core.models import (
-    Checkpoint,
-    CheckpointState,
-    Pass,
-    Person,
-    Quarantine,
-    Site,
-    Staff,
-    Vehicle,
+from services.core.tables import (
+    checkpoint_t,
+    pass_t,
+    person_t,
+    quarantine_t,
+    site_t,
+    staff_t,
+    state_t,
+    vehicle_t,
 )
-from services.core.utils import table_of
 
 log = logging.getLogger(__name__)
 CHUNK = 5_000
@@ -47,7 +46,7 @@ def _chunks(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def registry_is_empty(engine: Engine) -> bool:
     with engine.connect() as conn:
-        return not conn.execute(select(func.count()).select_from(table_of(Site))).scalar_one()
+        return not conn.execute(select(func.count()).select_from(site_t)).scalar_one()
 
 
 def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> dict[str, int]:
@@ -57,14 +56,14 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(
-            insert(table_of(Site)),
+            insert(site_t),
             [
                 {"id": s.id, "name": s.name, "name_zh": s.name_zh, "kind": s.kind}
                 for s in community.sites
             ],
         )
         conn.execute(
-            insert(table_of(Checkpoint)),
+            insert(checkpoint_t),
             [
                 {
                     "id": cp.id,
@@ -79,11 +78,11 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             ],
         )
         conn.execute(
-            insert(table_of(CheckpointState)),
+            insert(state_t),
             [{"checkpoint_id": cp.id, "device_state": "unknown"} for cp in community.checkpoints],
         )
         conn.execute(
-            insert(table_of(Staff)),
+            insert(staff_t),
             [
                 {"id": s.id, "name": s.name, "site_id": s.site_id, "role": s.role, "active": True}
                 for s in community.staff
@@ -103,7 +102,7 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             }
             for p in community.people
         ):
-            conn.execute(insert(table_of(Person)), chunk)
+            conn.execute(insert(person_t), chunk)
         for chunk in _chunks(
             {
                 "person_id": p.index + 1,
@@ -115,9 +114,9 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             }
             for p in community.people
         ):
-            conn.execute(insert(table_of(Pass)), chunk)
+            conn.execute(insert(pass_t), chunk)
         conn.execute(
-            insert(table_of(Vehicle)),
+            insert(vehicle_t),
             [
                 {
                     "plate": v.plate,
@@ -139,7 +138,7 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
             if p.quarantined
         ]
         if quarantines:
-            conn.execute(insert(table_of(Quarantine)), quarantines)
+            conn.execute(insert(quarantine_t), quarantines)
         if conn.dialect.name == "postgresql":
             # explicit ids were inserted: move the sequence past them
             conn.exec_driver_sql(

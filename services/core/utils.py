@@ -3,15 +3,6 @@
 from __future__ import annotations
 
 import gc
-from typing import Any
-
-from sqlalchemy import Table
-
-
-def table_of(model: Any) -> Table:
-    """The Core table behind a SQLModel class (for set-based statements)."""
-    table: Table = model.__table__
-    return table
 
 
 def freeze_startup_objects() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from services.core.logs import setup_logging
 from services.core.settings import Settings, get_settings
+from services.core.tables import checkpoint_t
 
 
 def register(subparsers: Any) -> None:
@@ -92,10 +93,9 @@ def _registry_checkpoints(settings: Settings) -> list[str]:
     from sqlalchemy import select
 
     from services.core.db import get_engine
-    from services.core.models import Checkpoint
 
     with get_engine(settings.database_url).connect() as conn:
-        return list(conn.execute(select(Checkpoint.__table__.c.id)).scalars())  # type: ignore[attr-defined]
+        return list(conn.execute(select(checkpoint_t.c.id)).scalars())
 
 
 def cmd_provision(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, delete, select
 
 from services.core.db import utcnow
 from services.core.models import DeadLetter, DeviceStatusEvent, DutyEvent, Passage, Reading
+from services.core.tables import table_of
 
 log = logging.getLogger("services.deploy.retention")
 
@@ -51,7 +52,7 @@ def purge_raw_rows(
     """Delete raw rows with event time before `cutoff`; returns rows deleted per table."""
     deleted: dict[str, int] = {}
     for raw in RAW_TABLES:
-        table = raw.model.__table__
+        table = table_of(raw.model)
         when = table.c[raw.time_column]
         total = 0
         while True:

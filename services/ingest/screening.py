@@ -14,16 +14,13 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from services.core.enums import PassageKind
-from services.core.models import Passage, Reading
 from services.core.queries import join_pairs
-from services.core.utils import table_of
+from services.core.tables import passage_t, reading_t
 from services.ingest.bulk import update_by_id
 from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, match_screenings
 
 SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
 
-passage_t = table_of(Passage)
-reading_t = table_of(Reading)
 Lane = tuple[str, str]
 
 

@@ -11,29 +11,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, case, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, bindparam, case, update
 
-from services.core.models import (
-    CheckpointState,
-    CoverageRollup,
-    DeviceStatusEvent,
-    StaffPresence,
-)
 from services.core.models.events import ROLLUP_COUNTERS
-from services.core.utils import table_of
+from services.core.tables import dialect_insert, presence_t, rollup_t, state_t, status_t
 from services.ingest.bulk import add_counters
 from services.ingest.plan import BatchPlan
-
-status_t = table_of(DeviceStatusEvent)
-state_t = table_of(CheckpointState)
-presence_t = table_of(StaffPresence)
-rollup_t = table_of(CoverageRollup)
-
-
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:

@@ -18,22 +18,23 @@ from sqlalchemy import Connection, select
 
 from services.core.enums import PassageKind, Registration
 from services.core.identity import hash_id, normalize_id, redact
-from services.core.models import (
-    Checkpoint,
-    DeadLetter,
-    DutyEvent,
-    Pass,
-    Passage,
-    Person,
-    Quarantine,
-    Reading,
-    Site,
-    Vehicle,
-)
 from services.core.models.registry import normalize_plate
 from services.core.protocol import EntryMessage
 from services.core.queries import one_of
-from services.core.utils import table_of
+from services.core.tables import (
+    checkpoint_t,
+    dead_letter_t,
+    dialect_insert,
+    duty_t,
+    pass_t,
+    passage_t,
+    person_t,
+    quarantine_t,
+    reading_t,
+    site_t,
+    state_t,
+    vehicle_t,
+)
 from services.ingest.bulk import insert_new, update_by_id
 from services.ingest.parse import Accepted, Rejected
 from services.ingest.plan import BatchPlan, RegistryView
@@ -47,19 +48,12 @@ from services.ingest.rules import (
 from services.ingest.screening import link_screenings
 from services.ingest.state import (
     add_rollups,
-    dialect_insert,
     insert_status_events,
-    state_t,
     update_checkpoint_state,
     update_presence,
 )
 
 DEAD_LETTER_PAYLOAD_CHARS = 2048
-
-passage_t = table_of(Passage)
-reading_t = table_of(Reading)
-duty_t = table_of(DutyEvent)
-dead_letter_t = table_of(DeadLetter)
 
 
 @dataclass
@@ -74,10 +68,9 @@ class BatchOutcome:
 # --- registry --------------------------------------------------------------------------
 def load_checkpoints(conn: Connection, default_threshold: float) -> dict[str, float]:
     """Every checkpoint with its fever threshold (site override or the default)."""
-    checkpoint, site = table_of(Checkpoint), table_of(Site)
     rows = conn.execute(
-        select(checkpoint.c.id, site.c.fever_threshold_c).join(
-            site, site.c.id == checkpoint.c.site_id
+        select(checkpoint_t.c.id, site_t.c.fever_threshold_c).join(
+            site_t, site_t.c.id == checkpoint_t.c.site_id
         )
     )
     thresholds = {row.id: row.fever_threshold_c or default_threshold for row in rows}
@@ -111,15 +104,13 @@ def load_registry(
     view = RegistryView(id_hashes=id_hashes, fever_thresholds=thresholds)
     dialect = conn.dialect.name
     if id_hashes:
-        person = table_of(Person)
         rows = conn.execute(
-            select(person.c.id_hash, person.c.id).where(
-                one_of(dialect, person.c.id_hash, id_hashes.values())
+            select(person_t.c.id_hash, person_t.c.id).where(
+                one_of(dialect, person_t.c.id_hash, id_hashes.values())
             )
         )
         view.person_ids = {row.id_hash: row.id for row in rows}
     if codes:
-        pass_t = table_of(Pass)
         rows = conn.execute(select(pass_t).where(one_of(dialect, pass_t.c.code, codes)))
         view.passes = {
             row.code: PassRecord(
@@ -129,18 +120,16 @@ def load_registry(
         }
     person_ids = set(view.person_ids.values())
     if person_ids:
-        quarantine = table_of(Quarantine)
         rows = conn.execute(
-            select(quarantine).where(one_of(dialect, quarantine.c.person_id, person_ids))
+            select(quarantine_t).where(one_of(dialect, quarantine_t.c.person_id, person_ids))
         )
         for row in rows:
             window = QuarantineWindow(row.starts_at, row.ends_at, row.lifted_at)
             view.quarantines.setdefault(row.person_id, []).append(window)
     if plates:
-        vehicle = table_of(Vehicle)
         rows = conn.execute(
-            select(vehicle.c.plate, vehicle.c.id, vehicle.c.active).where(
-                one_of(dialect, vehicle.c.plate, plates)
+            select(vehicle_t.c.plate, vehicle_t.c.id, vehicle_t.c.active).where(
+                one_of(dialect, vehicle_t.c.plate, plates)
             )
         )
         view.vehicles = {row.plate: (row.id, row.active) for row in rows}

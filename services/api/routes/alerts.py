@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import ColumnElement, Engine, Table, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from starlette.concurrency import run_in_threadpool
@@ -47,10 +47,9 @@ from services.core.models.alerts import (
     SilenceCreate,
     SilencePublic,
 )
+from services.core.tables import alert_t, history_t
 
 router = APIRouter(tags=["alerts"])
-alert_t: Table = Alert.__table__  # type: ignore[attr-defined]
-history_t: Table = AlertHistory.__table__  # type: ignore[attr-defined]
 ERRORS = problem_responses(401, 403, 404, 409, 422)
 STREAM_BATCH = 200
 

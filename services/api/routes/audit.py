@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement
 
 from services.api.deps import AdminKey, SessionDep
 from services.api.errors import problem_responses
@@ -13,10 +13,9 @@ from services.api.params import CursorParam, FromParam, LimitParam, ToParam, che
 from services.api.routes.common import MAX_INT
 from services.api.routes.passages import keyset_page
 from services.api.schemas import AuditEntry, Page
-from services.core.models.auth import AuditLog
+from services.core.tables import audit_t
 
 router = APIRouter(prefix="/audit", tags=["admin"])
-audit_t: Table = AuditLog.__table__  # type: ignore[attr-defined]
 
 
 @router.get("", response_model=Page[AuditEntry], responses=problem_responses(401, 403, 422))

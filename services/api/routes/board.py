@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, func, select
 
 from services.api.coverage import ratio
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
@@ -17,26 +17,19 @@ from services.api.errors import ApiProblem, problem_responses
 from services.api.routes.passages import screening_temp
 from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
 from services.core.db import utcnow
-from services.core.models import (
-    Checkpoint,
-    CheckpointState,
-    CoverageRollup,
-    Passage,
-    StaffPresence,
-)
-from services.core.models.alerts import Alert
 from services.core.models.events import PassagePublic
+from services.core.tables import (
+    alert_t,
+    checkpoint_t,
+    passage_t,
+    presence_t,
+    rollup_t,
+    state_t,
+)
 
 router = APIRouter(prefix="/checkpoints", tags=["board"])
 
 
-def _t(model: Any) -> Table:
-    table: Table = model.__table__
-    return table
-
-
-cp_t, state_t, rollup_t = _t(Checkpoint), _t(CheckpointState), _t(CoverageRollup)
-presence_t, alert_t, passage_t = _t(StaffPresence), _t(Alert), _t(Passage)
 SEVERITIES = ("critical", "major", "warning")
 
 
@@ -57,12 +50,14 @@ def board_rows(
     checkpoint_ids: list[str] | None = None,
     site_id: str | None = None,
 ) -> list[BoardCheckpoint]:
-    query = select(cp_t, state_t).outerjoin(state_t, state_t.c.checkpoint_id == cp_t.c.id)
+    query = select(checkpoint_t, state_t).outerjoin(
+        state_t, state_t.c.checkpoint_id == checkpoint_t.c.id
+    )
     if checkpoint_ids is not None:
-        query = query.where(cp_t.c.id.in_(checkpoint_ids))
+        query = query.where(checkpoint_t.c.id.in_(checkpoint_ids))
     if site_id is not None:
-        query = query.where(cp_t.c.site_id == site_id)
-    checkpoints = list(conn.execute(query.order_by(cp_t.c.id)).mappings())
+        query = query.where(checkpoint_t.c.site_id == site_id)
+    checkpoints = list(conn.execute(query.order_by(checkpoint_t.c.id)).mappings())
     wanted = [row["id"] for row in checkpoints]
     if not wanted:
         return []

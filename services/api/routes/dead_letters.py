@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Table, func, select
+from sqlalchemy import ColumnElement, func, select
 
 from services.api.deps import AdminKey, SessionDep
 from services.api.errors import problem_responses
@@ -15,10 +15,9 @@ from services.api.params import CursorParam, FromParam, LimitParam, ToParam, che
 from services.api.routes.passages import keyset_page
 from services.api.schemas import DeadLetterSummary, Page
 from services.core.enums import DeadLetterReason
-from services.core.models import DeadLetter
+from services.core.tables import dead_letter_t
 
 router = APIRouter(prefix="/dead-letters", tags=["data"])
-dead_letter_t: Table = DeadLetter.__table__  # type: ignore[attr-defined]
 
 
 class DeadLetterPublic(BaseModel):

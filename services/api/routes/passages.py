@@ -25,13 +25,10 @@ from services.api.params import (
 )
 from services.api.schemas import Page
 from services.core.enums import Registration
-from services.core.models import Checkpoint, Passage, Reading
 from services.core.models.events import PassagePublic, ReadingPublic
+from services.core.tables import checkpoint_t, passage_t, reading_t
 
 router = APIRouter(tags=["data"])
-passage_t: Table = Passage.__table__  # type: ignore[attr-defined]
-reading_t: Table = Reading.__table__  # type: ignore[attr-defined]
-checkpoint_t: Table = Checkpoint.__table__  # type: ignore[attr-defined]
 EXPORT_PAGE = 5000
 Slug = Annotated[str | None, Query(max_length=64)]
 

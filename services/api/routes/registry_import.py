@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, insert
 from starlette.concurrency import run_in_threadpool
 
 from services.api.auth import audit_values
 from services.api.deps import AdminKey, EngineDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
 from services.api.schemas import ImportReport, ImportRowError
-from services.core.models.auth import AuditLog
 from services.core.registry_import import ENTITIES, ImportMode, ImportResult, import_csv
+from services.core.tables import audit_t
 
-audit_t: Table = AuditLog.__table__  # type: ignore[attr-defined]
 router = APIRouter(prefix="/registry", tags=["registry"])
 MAX_BYTES = 32 * 1024 * 1024
 EXAMPLE = "name,id_number,site_id,unit,resident\n张伟,11010519491231002X,res-01,3-2-501,true\n"

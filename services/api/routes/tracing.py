@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter
-from sqlalchemy import Table, or_, select
+from sqlalchemy import or_, select
 from sqlmodel import select as orm_select
 
 from services.api.deps import OfficerKey, SessionDep, SettingsDep
@@ -14,10 +14,10 @@ from services.api.params import check_window
 from services.api.routes.common import commit_audited
 from services.api.schemas import Contact, TracedPassage, TracingQuery, TracingResult
 from services.core.identity import hash_id, is_valid_id, mask_id
-from services.core.models import Passage, Person
+from services.core.models import Person
+from services.core.tables import passage_t
 
 router = APIRouter(prefix="/tracing", tags=["tracing"])
-passage_t: Table = Passage.__table__  # type: ignore[attr-defined]
 MAX_DAYS = 60
 MAX_PASSAGES = 1000
 MAX_CONTACTS = 5000

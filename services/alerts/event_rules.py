@@ -1,7 +1,7 @@
 """What is wrong, decided by pure functions over plain data (no broker, no database).
 
 Row rules look at one stored event (a passage or a reading) and return the findings it
-raises. Condition rules (rules_timed.py) look at the live state of the checkpoints and
+raises. Condition rules (timed_rules.py) look at the live state of the checkpoints and
 return the findings that hold *now*; an open condition alert missing from them has ended.
 
 A finding names its alert by a dedup key (type | checkpoint | subject): while an alert

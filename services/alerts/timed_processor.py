@@ -4,17 +4,18 @@ transaction; the service runs it on APScheduler, only in the leader (leader.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select
 
 from services.alerts import store
-from services.alerts.processor import passage_fact, wm_t
-from services.alerts.rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
-from services.alerts.rules_timed import (
+from services.alerts.event_processor import passage_fact
+from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
     conditions,
@@ -24,14 +25,10 @@ from services.alerts.rules_timed import (
     shortage_since,
     unscreened,
 )
-from services.core.models import Checkpoint, CheckpointState, Passage, Reading, StaffPresence
-from services.core.utils import table_of
+from services.alerts.watermark import WatermarkMoved, advance_watermark, read_watermark
+from services.core.tables import checkpoint_t, passage_t, presence_t, reading_t, state_t
 
-cp_t = table_of(Checkpoint)
-state_t = table_of(CheckpointState)
-presence_t = table_of(StaffPresence)
-passage_t = table_of(Passage)
-reading_t = table_of(Reading)
+log = logging.getLogger(__name__)
 
 UNSCREENED_WATERMARK = "unscreened"
 RESOLVED_BY = {
@@ -58,15 +55,15 @@ def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
             presence.setdefault(cp_id, []).append((bool(on_duty), moment))
     rows = conn.execute(
         select(
-            cp_t.c.id,
-            cp_t.c.site_id,
-            cp_t.c.min_staff,
+            checkpoint_t.c.id,
+            checkpoint_t.c.site_id,
+            checkpoint_t.c.min_staff,
             state_t.c.device_state,
             state_t.c.last_seen_at,
             state_t.c.clock_skew_s,
         )
-        .outerjoin(state_t, state_t.c.checkpoint_id == cp_t.c.id)
-        .where(cp_t.c.active.is_(True))
+        .outerjoin(state_t, state_t.c.checkpoint_id == checkpoint_t.c.id)
+        .where(checkpoint_t.c.active.is_(True))
     ).all()
     return [
         CheckpointFact(
@@ -101,13 +98,19 @@ class Timers:
     def run(self) -> TimerReport:
         now = self.clock()
         report = TimerReport()
-        with self.engine.begin() as conn:
-            self._conditions(conn, now, report)
-            self._unscreened(conn, now, report)
-            self._sensor_faults(conn, now, report)
-            report.escalated = store.escalate_due(
-                conn, now, lambda severity: escalation_delay(severity, self.thresholds)
-            )
+        try:
+            with self.engine.begin() as conn:
+                self._conditions(conn, now, report)
+                self._unscreened(conn, now, report)
+                self._sensor_faults(conn, now, report)
+                report.escalated = store.escalate_due(
+                    conn, now, lambda severity: escalation_delay(severity, self.thresholds)
+                )
+        except WatermarkMoved:
+            # another worker ran the timed rules in between: all of this pass is rolled
+            # back (nothing raised twice) and the next pass starts from its watermark
+            log.info("unscreened watermark moved under us; retrying next pass")
+            return TimerReport()
         return report
 
     def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool) -> Any:
@@ -132,19 +135,17 @@ class Timers:
         """Passages in id order up to the first whose screening deadline is still ahead.
         Every lower id was handed out earlier, so its transaction has long finished:
         no gaps to track here, unlike the processor."""
-        wm = conn.execute(
-            select(wm_t).where(wm_t.c.name == UNSCREENED_WATERMARK).with_for_update()
-        ).first()
+        wm = read_watermark(conn, UNSCREENED_WATERMARK)
         if wm is None:
             return
         rows = conn.execute(
-            select(passage_t, cp_t.c.site_id)
-            .join(cp_t, cp_t.c.id == passage_t.c.checkpoint_id)
-            .where(passage_t.c.id > wm.last_id)
+            select(passage_t, checkpoint_t.c.site_id)
+            .join(checkpoint_t, checkpoint_t.c.id == passage_t.c.checkpoint_id)
+            .where(passage_t.c.id > wm["last_id"])
             .order_by(passage_t.c.id)
             .limit(self.batch_size)
         ).all()
-        last = wm.last_id
+        last = wm["last_id"]
         for row in rows:
             fact = passage_fact(row)
             if not screening_due(fact, now, self.thresholds.screening_window):
@@ -155,12 +156,8 @@ class Timers:
                 if raised is not None and raised.created:
                     report.opened.append(raised.alert_id)
             last = row.id
-        if last != wm.last_id:
-            conn.execute(
-                update(wm_t)
-                .where(wm_t.c.name == UNSCREENED_WATERMARK, wm_t.c.version == wm.version)
-                .values(last_id=last, version=wm.version + 1, updated_at=now)
-            )
+        if last != wm["last_id"]:
+            advance_watermark(conn, wm, now, last)
         # screened late after all (a delayed reading): nothing left to do
         for alert in store.open_alerts_of(conn, [AlertType.UNSCREENED_PASSAGE.value]):
             passage_id = (alert.details or {}).get("passage_id")

@@ -1,11 +1,9 @@
 """Reading stored events past a watermark and turning them into alerts.
 
-One transaction per source table holds: the watermark row (locked, then updated with
-a compare-and-set on its version), the alert upserts and their outbox rows. Either all
-of it commits or none, so a crash anywhere re-reads the same rows and every stored fever
-ends up as exactly one alert. Two workers may run this at once: the row lock serialises
-them on PostgreSQL; on SQLite the writers serialise anyway and the version check turns
-a lost race into a rollback.
+One transaction per source table holds: the watermark row (watermark.py: locked, then
+advanced with a compare-and-set on its version), the alert upserts and their outbox
+rows. Either all of it commits or none, so a crash anywhere re-reads the same rows and
+every stored fever ends up as exactly one alert; two workers may run this at once.
 
 PostgreSQL hands out ids before commit, so a row with a lower id can become visible
 after a higher one was read. Ids skipped over are kept as `gaps` and looked for again
@@ -15,16 +13,15 @@ on every pass until they expire (ids burnt by rollbacks and ON CONFLICT never ap
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, func, select
 
 from services.alerts import store
-from services.alerts.rules import (
+from services.alerts.event_rules import (
     SENSOR_FAULT_WINDOW,
     AlertType,
     OpenFever,
@@ -35,61 +32,24 @@ from services.alerts.rules import (
     person_subject,
     reading_findings,
 )
-from services.alerts.rules_timed import (
+from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
     device_offline,
     escalation_delay,
 )
-from services.core.models import Checkpoint, DeviceStatusEvent, Passage, Reading
-from services.core.models.alerts import Watermark
+from services.alerts.watermark import (
+    WatermarkMoved,
+    advance_watermark,
+    next_watermark,
+    read_watermark,
+)
 from services.core.queries import join_pairs
-from services.core.utils import table_of
+from services.core.tables import checkpoint_t, passage_t, reading_t, status_t
 
 log = logging.getLogger(__name__)
 
-wm_t = table_of(Watermark)
-passage_t = table_of(Passage)
-reading_t = table_of(Reading)
-status_t = table_of(DeviceStatusEvent)
-cp_t = table_of(Checkpoint)
-
 SOURCES = ("passage", "reading", "device_status_event")
-MAX_GAPS = 5000
-
-
-class WatermarkMoved(RuntimeError):
-    """Another worker processed this batch first; ours is rolled back."""
-
-
-def next_watermark(
-    last_id: int,
-    seen: Iterable[int],
-    gaps: list[list[Any]],
-    found_gaps: set[int],
-    now_s: float,
-    expiry_s: float,
-) -> tuple[int, list[list[Any]]]:
-    """The new watermark and gap list after a batch (pure). `gaps` are [id, first_seen]."""
-    ids = sorted(seen)
-    kept = [g for g in gaps if g[0] not in found_gaps and now_s - g[1] < expiry_s]
-    new_last = ids[-1] if ids else last_id
-    expected = last_id + 1
-    for row_id in ids:
-        kept.extend([missing, now_s] for missing in range(expected, row_id))
-        expected = row_id + 1
-    return new_last, kept[-MAX_GAPS:]
-
-
-def ensure_watermarks(engine: Engine, names: Iterable[str]) -> None:
-    with engine.begin() as conn:
-        insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(wm_t)
-        for name in names:
-            conn.execute(
-                insert.values(
-                    name=name, last_id=0, version=0, gaps=[], updated_at=func.now()
-                ).on_conflict_do_nothing(index_elements=["name"])
-            )
 
 
 @dataclass
@@ -131,15 +91,13 @@ class Processor:
         }[source]
         now = self.clock()
         with self.engine.begin() as conn:
-            wm = (
-                conn.execute(select(wm_t).where(wm_t.c.name == source).with_for_update())
-                .mappings()
-                .first()
-            )
+            wm = read_watermark(conn, source)
             if wm is None:
                 raise WatermarkMoved(f"no watermark row {source}")
             gap_ids = [int(g[0]) for g in wm["gaps"]]
-            query = select(table, cp_t.c.site_id).join(cp_t, cp_t.c.id == table.c.checkpoint_id)
+            query = select(table, checkpoint_t.c.site_id).join(
+                checkpoint_t, checkpoint_t.c.id == table.c.checkpoint_id
+            )
             late = (
                 conn.execute(query.where(table.c.id.in_(gap_ids)).order_by(table.c.id)).all()
                 if gap_ids
@@ -159,13 +117,7 @@ class Processor:
                 now.timestamp(),
                 self.gap_expiry_s,
             )
-            moved = conn.execute(
-                update(wm_t)
-                .where(wm_t.c.name == source, wm_t.c.version == wm["version"])
-                .values(last_id=new_last, gaps=gaps, version=wm["version"] + 1, updated_at=now)
-            )
-            if moved.rowcount != 1:
-                raise WatermarkMoved(source)
+            advance_watermark(conn, wm, now, new_last, gaps=gaps)
         return len(rows) + len(late)
 
     # --- handlers ------------------------------------------------------------------
@@ -186,8 +138,8 @@ class Processor:
         # the next passage of a person with an open fever: its reading may be the re-check
         persons = dict(linked)
         readings = conn.execute(
-            select(reading_t, cp_t.c.site_id)
-            .join(cp_t, cp_t.c.id == reading_t.c.checkpoint_id)
+            select(reading_t, checkpoint_t.c.site_id)
+            .join(checkpoint_t, checkpoint_t.c.id == reading_t.c.checkpoint_id)
             .where(reading_t.c.id.in_(list(persons)))
         ).all()
         self._recheck(conn, [reading_fact(r, persons.get(r.id)) for r in readings], now)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.alerts.rules import (
+from services.alerts.event_rules import (
     UNSCREENED_MARGIN,
     AlertType,
     Finding,
