@@ -6,23 +6,17 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from services.core.db import session_scope, utcnow
+from services.core.enums import Role
 from services.core.models.auth import ApiKey, AuditLog
 
 KEY_PREFIX = "cpm_"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"  # registry, configuration, keys
-    OFFICER = "officer"  # contact tracing, alerts
-    DUTY = "duty"  # acknowledge alerts at their own checkpoints
-    VIEWER = "viewer"  # read-only board and metrics
+__all__ = ["Role"]  # re-exported: callers create keys with a Role
 
 
 def hash_key(key: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core.db import get_engine
+from services.core.enums import Role
 from services.core.logs import setup_logging
 from services.core.settings import get_settings
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     key = subparsers.add_parser("apikey", help="API keys")
     key_sub = key.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; prints it as the last line")
-    create.add_argument("--role", required=True, choices=("admin", "officer", "duty", "viewer"))
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", default=None, help="who or what uses it")
     create.add_argument(
         "--checkpoints", nargs="+", default=None, metavar="CP", help="duty keys: checkpoints"
@@ -80,7 +81,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_apikey_create(args: argparse.Namespace) -> int:
-    from services.api.auth import Role, create_key_in
+    from services.api.auth import create_key_in
     from services.core.models import Checkpoint
 
     settings = get_settings()

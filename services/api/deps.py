@@ -15,8 +15,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from services.api.auth import Actor, Role, find_key
+from services.api.auth import Actor, find_key
 from services.api.errors import ApiProblem
+from services.core.enums import Role
 from services.core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")

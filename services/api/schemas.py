@@ -7,6 +7,8 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from services.core.enums import Role
+
 T = TypeVar("T")
 
 
@@ -194,7 +196,7 @@ class TracingResult(BaseModel):
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["north-gate handheld"])
-    role: Literal["admin", "officer", "duty", "viewer"]
+    role: Role
     checkpoints: list[str] | None = Field(
         default=None, description="duty keys: the checkpoints they may act on"
     )

@@ -67,3 +67,15 @@ class SiteKind(StrEnum):
     INDUSTRIAL = "industrial"
     SCHOOL = "school"
     COMMERCIAL = "commercial"
+
+
+class Role(StrEnum):
+    """What an API key may do; the one list behind auth, the API schemas and the CLI."""
+
+    ADMIN = "admin"  # registry, configuration, keys
+    OFFICER = "officer"  # contact tracing, alerts
+    DUTY = "duty"  # acknowledge alerts at their own checkpoints
+    VIEWER = "viewer"  # read-only board and metrics
+
+
+ROLE_NAMES = " | ".join(Role)

@@ -70,8 +70,9 @@ def demo_key(settings: Settings) -> str:
     cannot be shown again, so each start issues a new one and revokes the previous."""
     from sqlmodel import select
 
-    from services.api.auth import Role, create_key_in
+    from services.api.auth import create_key_in
     from services.core.db import get_engine, session_scope, utcnow
+    from services.core.enums import Role
     from services.core.models.auth import ApiKey
 
     engine = get_engine(settings.database_url)

@@ -29,6 +29,7 @@ from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.params import FromParam, ToParam, check_window
 from services.api.schemas import CoverageBucket, CoverageReport
 from services.core.db import utcnow
+from services.core.enums import Role
 from services.core.models import Checkpoint, Site
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
@@ -120,7 +121,7 @@ def get_coverage(
     """From the hourly roll-ups. `from` is rounded down and `to` up to whole hours (UTC);
     the default window is the last 24 hours. Day buckets are local days of the
     community's time zone. A bucket without passages has null coverage, not 0 or 1."""
-    if source == "recount" and actor.role != "admin":
+    if source == "recount" and actor.role != Role.ADMIN:
         raise ApiProblem(403, "source=recount scans raw rows: admin role only", "forbidden")
     check_window(from_, to, MAX_DAYS)
     now = utcnow()

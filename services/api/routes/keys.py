@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import col, select
 
-from services.api.auth import Role, create_key
+from services.api.auth import create_key
 from services.api.deps import AdminKey, SessionDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.routes.common import IntId, commit_audited, get_or_404
 from services.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from services.core.db import utcnow
+from services.core.enums import Role
 from services.core.models import Checkpoint
 from services.core.models.auth import ApiKey
 

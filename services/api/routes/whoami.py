@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import CurrentKey
 from services.api.errors import problem_responses
+from services.core.enums import ROLE_NAMES
 
 router = APIRouter(tags=["admin"])
 
@@ -14,7 +15,7 @@ router = APIRouter(tags=["admin"])
 class WhoAmI(BaseModel):
     key_id: int | None = Field(description="The API key's id")
     name: str = Field(examples=["north-gate handheld"])
-    role: str = Field(description="admin | officer | duty | viewer", examples=["duty"])
+    role: str = Field(description=ROLE_NAMES, examples=["duty"])
     checkpoints: list[str] | None = Field(
         description="The checkpoints a duty key may act on; null for the other roles",
         examples=[["cp-001", "cp-002"]],

@@ -13,6 +13,7 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UTCDateTime, utcnow
+from services.core.enums import ROLE_NAMES
 
 ROLES = ("admin", "officer", "duty", "viewer")
 
@@ -21,7 +22,7 @@ class ApiKeyBase(SQLModel):
     name: str = Field(
         max_length=100, description="Who or what uses the key", schema_extra={"examples": ["ops"]}
     )
-    role: str = Field(max_length=10, description="admin | officer | duty | viewer")
+    role: str = Field(max_length=10, description=ROLE_NAMES)
     checkpoint_ids: str | None = Field(
         default=None,
         max_length=2000,
