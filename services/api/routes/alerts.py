@@ -30,9 +30,9 @@ from services.api.deps import (
     StreamKey,
 )
 from services.api.errors import ApiProblem, invalid_field, problem_responses
+from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
 from services.api.routes.common import IntId, commit_audited, get_or_404
-from services.api.routes.passages import keyset_page
 from services.api.schemas import Page
 from services.core.db import utcnow
 from services.core.models import Checkpoint, Site

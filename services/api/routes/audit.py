@@ -9,9 +9,9 @@ from sqlalchemy import ColumnElement
 
 from services.api.deps import AdminKey, SessionDep
 from services.api.errors import problem_responses
+from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
 from services.api.routes.common import MAX_INT
-from services.api.routes.passages import keyset_page
 from services.api.schemas import AuditEntry, Page
 from services.core.tables import audit_t
 

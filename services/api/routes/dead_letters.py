@@ -11,8 +11,8 @@ from sqlalchemy import ColumnElement, func, select
 
 from services.api.deps import AdminKey, SessionDep
 from services.api.errors import problem_responses
+from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
-from services.api.routes.passages import keyset_page
 from services.api.schemas import DeadLetterSummary, Page
 from services.core.enums import DeadLetterReason
 from services.core.tables import dead_letter_t

@@ -1,27 +1,24 @@
-"""Passages and readings: filters, cursor pagination (newest first), streamed CSV."""
+"""Passages and readings: filters, cursor pages (newest first) and streamed CSV
+(pagination.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import ColumnElement, Engine, Table, and_, or_, select
+from sqlalchemy import ColumnElement, Table, select
 
 from services.api.deps import CurrentKey, EngineDep, SessionDep
 from services.api.errors import problem_responses
+from services.api.pagination import CSV_RESPONSE, csv_response, keyset_page
 from services.api.params import (
     CursorParam,
     FromParam,
     LimitParam,
     ToParam,
     check_window,
-    decode_cursor,
-    encode_cursor,
 )
 from services.api.schemas import Page
 from services.core.enums import Registration
@@ -29,7 +26,6 @@ from services.core.models.events import PassagePublic, ReadingPublic
 from services.core.tables import checkpoint_t, passage_t, reading_t
 
 router = APIRouter(tags=["data"])
-EXPORT_PAGE = 5000
 Slug = Annotated[str | None, Query(max_length=64)]
 
 
@@ -115,67 +111,9 @@ def screening_temp() -> Any:
     )
 
 
-def keyset_page(
-    conn: Any,
-    table: Table,
-    conditions: list[ColumnElement[bool]],
-    cursor: str | None,
-    limit: int,
-    time_column: str = "ts",
-    extra: Sequence[Any] = (),
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; the cursor is the (time, id) of the last row returned. `extra`:
-    columns computed beside the table's own (labelled)."""
-    ts_col, id_col = table.c[time_column], table.c.id
-    query = select(table, *extra).where(*conditions)
-    if cursor is not None:
-        ts, row_id = decode_cursor(cursor)
-        query = query.where(or_(ts_col < ts, and_(ts_col == ts, id_col < row_id)))
-    rows = [
-        dict(r)
-        for r in conn.execute(
-            query.order_by(ts_col.desc(), id_col.desc()).limit(limit + 1)
-        ).mappings()
-    ]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1][time_column], rows[-1]["id"]) if more else None
-
-
-def stream_csv(
-    engine: Engine,
-    table: Table,
-    conditions: list[ColumnElement[bool]],
-    columns: list[str],
-    extra: Sequence[Any] = (),
-) -> Iterator[str]:
-    """Page through with the same keyset as the API, so memory stays flat however many
-    rows the export holds."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    yield buffer.getvalue()
-    cursor: str | None = None
-    while True:
-        with engine.connect() as conn:
-            rows, cursor = keyset_page(conn, table, conditions, cursor, EXPORT_PAGE, extra=extra)
-        buffer.seek(0)
-        buffer.truncate()
-        for row in rows:
-            writer.writerow(
-                [v.isoformat() if isinstance(v, datetime) else v for v in (row[c] for c in columns)]
-            )
-        yield buffer.getvalue()
-        if cursor is None:
-            return
-
-
 PASSAGE_COLUMNS = list(PassagePublic.model_fields)
 PASSAGE_EXTRA = (screening_temp(),)
 READING_COLUMNS = list(ReadingPublic.model_fields)
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "CSV, newest first"}
-}
 
 
 @router.get(
@@ -208,10 +146,8 @@ def list_passages(
 def export_passages(
     engine: EngineDep, _actor: CurrentKey, conditions: PassageFilters
 ) -> StreamingResponse:
-    return StreamingResponse(
-        stream_csv(engine, passage_t, conditions, PASSAGE_COLUMNS, PASSAGE_EXTRA),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="passages.csv"'},
+    return csv_response(
+        engine, passage_t, conditions, PASSAGE_COLUMNS, "passages.csv", PASSAGE_EXTRA
     )
 
 
@@ -243,8 +179,4 @@ def list_readings(
 def export_readings(
     engine: EngineDep, _actor: CurrentKey, conditions: ReadingFilters
 ) -> StreamingResponse:
-    return StreamingResponse(
-        stream_csv(engine, reading_t, conditions, READING_COLUMNS),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="readings.csv"'},
-    )
+    return csv_response(engine, reading_t, conditions, READING_COLUMNS, "readings.csv")
