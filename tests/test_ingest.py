@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -153,3 +154,46 @@ def assert_no_raw_ids(engine: Engine, raw_ids: list[str]) -> None:
                 blob = json.dumps([str(v) for v in row])
                 for raw in raw_ids:
                     assert raw not in blob, f"raw ID found in {table}"
+
+
+def test_a_callback_exception_is_logged_and_ingest_goes_on_hearing(
+    seeded_engine: Engine,
+    make_settings: Any,
+    mqtt_url: str,
+    device: Publisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """paho re-raises what a callback raises, which ends its network thread: the process
+    would stay up, deaf. Here the receipt clock fails inside on_message once: the error
+    is logged with its traceback, the next message is stored, and `running` reports the
+    network thread, not only the commit thread."""
+    calls = 0
+
+    def clock() -> datetime:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("receipt clock failed")
+        return datetime.now(UTC)
+
+    service = IngestService(make_settings(ingest_session_expiry_s=60), seeded_engine, clock=clock)
+    service.start()
+    try:
+        duty = {"ts": stamp(), "staff_id": "st-001-1", "action": "on"}
+        with caplog.at_level(logging.ERROR):
+            device.publish(topic(service, "cp-001", "duty"), {**duty, "msg_id": "d1"})
+            failure = wait_until(
+                lambda: (
+                    [r for r in caplog.records if "receipt clock failed" in r.getMessage()]
+                    or [r for r in caplog.records if r.exc_info and "clock" in str(r.exc_info[1])]
+                )
+            )
+        assert failure[0].exc_info is not None  # the traceback, not only the message
+        device.publish(topic(service, "cp-001", "duty"), {**duty, "msg_id": "d2"})
+        wait_until(lambda: stored(seeded_engine, "duty_event") == 1)
+        assert count(seeded_engine, "SELECT count(*) FROM duty_event WHERE msg_id = 'd2'") == 1
+        assert service.running
+        service.client.loop_stop()  # the network thread ends: ingest is deaf now
+        assert not service.running
+    finally:
+        service.stop()

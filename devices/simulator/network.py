@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from services.core.mqtt import protocol_of
+from services.core.mqtt import paho_client
 from services.core.settings import MqttEndpoint
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,7 @@ class DeviceLink:
         self.pending: dict[int, tuple[str, bytes, int]] = {}  # mid -> topic, payload, tries
         self.retries: list[tuple[float, str, bytes, int]] = []  # due, topic, payload, tries
         self.undelivered = 0  # given up after NO_SUBSCRIBER_TRIES answers of 0x10
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol_of(protocol)
-        )
+        client = paho_client(client_id, protocol)
         if credentials is not None:
             client.username_pw_set(credentials.username, credentials.password)
         elif endpoint.username:
@@ -315,9 +313,7 @@ def clear_retained_status(
     endpoint: MqttEndpoint, prefix: str, checkpoint_ids: Iterable[str], client_id: str = ""
 ) -> None:
     """Remove the retained `status` messages a run left (tests and demos clean up)."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
+    client = paho_client(client_id, "5")
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     client.connect(endpoint.host, endpoint.port)

@@ -31,6 +31,7 @@ from services.alerts.timed_processor import UNSCREENED_WATERMARK, TimerReport, T
 from services.alerts.timed_rules import Thresholds
 from services.alerts.watermark import ensure_watermarks
 from services.core.db import get_engine, utcnow
+from services.core.mqtt import connect_async, logged, new_client
 from services.core.protocol import committed_topic
 from services.core.settings import Settings
 
@@ -107,18 +108,12 @@ class AlertService:
 
     # --- running -------------------------------------------------------------------
     def _mqtt_client(self) -> mqtt.Client:
-        endpoint = self.settings.mqtt
         client_id = self.tuning.client_id or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
-        )
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set(ca_certs=self.settings.mqtt_ca_file)
+        # the configured protocol (v5 unless CPM_MQTT_PROTOCOL says 3.1.1), like ingest
+        client = new_client(self.settings, client_id)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
+        client.on_connect = logged(self._on_connect)
+        client.on_message = logged(self._on_message)
         return client
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -134,8 +129,7 @@ class AlertService:
         self._rows_wake.set()
 
     def start(self, connect_timeout_s: float = 10.0) -> None:
-        endpoint = self.settings.mqtt
-        self.client.connect_async(endpoint.host, endpoint.port, keepalive=30)
+        connect_async(self.client, self.settings)
         self.client.loop_start()
         if not self._connected.wait(connect_timeout_s):
             log.warning("MQTT broker not reachable yet; alerts are queued in the outbox")

@@ -25,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
 from services.core.db import get_engine, utcnow
-from services.core.mqtt import connect_async, new_client
+from services.core.mqtt import connect_async, logged, network_alive, new_client
 from services.core.protocol import committed_topic, device_subscription, service_status_topic
 from services.core.settings import Settings
 from services.ingest.batch import is_transient
@@ -95,10 +95,10 @@ class IngestService:
         )
         client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
+        client.on_connect = logged(self._on_connect)
+        client.on_disconnect = logged(self._on_disconnect)
+        client.on_message = logged(self._on_message)
+        client.on_subscribe = logged(self._on_subscribe)
         return client
 
     @property
@@ -272,8 +272,9 @@ class IngestService:
 
     @property
     def running(self) -> bool:
-        """The commit thread is alive: it never dies of bad input or a database outage."""
-        return self._committer.is_alive()
+        """Both threads are alive: the commit thread (it never dies of bad input or a
+        database outage) and paho's network thread (a deaf process is not running)."""
+        return self._committer.is_alive() and network_alive(self.client)
 
     @property
     def subscribed(self) -> bool:
