@@ -23,19 +23,19 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from services.alerts import lifecycle, signing
-from services.alerts.delivery import RetryPolicy
-from services.alerts.service import AlertService, AlertTuning
+from services.alerts.service import AlertService
 from services.core.models.alerts import DeliveryAttempt, WebhookRouteCreate
 from services.core.protocol import ReadingMessage, device_topic, encode
 from tests.conftest import TEST_SECRET, free_port
 from tests.test_alert_support import add_reading, alerts, outbox
 
-FAST = AlertTuning(
-    poll_interval_s=0.2,
-    timers_interval_s=0.5,
-    delivery_interval_s=0.05,
-    retry=RetryPolicy(base_s=0.05, cap_s=0.2),
-)
+FAST = {
+    "alerts_poll_interval_s": 0.2,
+    "alerts_timers_interval_s": 0.5,
+    "alerts_delivery_interval_s": 0.05,
+    "webhook_retry_base_s": 0.05,
+    "webhook_retry_cap_s": 0.2,
+}
 
 
 class Receiver:
@@ -139,7 +139,7 @@ def test_a_failing_then_recovering_receiver_gets_every_alert_once_signed_in_orde
                 temp_c=38.0 + i / 10,
                 entry_msg_id=f"e{i}",
             )
-        service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+        service = AlertService(make_settings(**FAST), seeded_engine)
         service.process()
         wait_for(lambda: len(receiver.accepted()) == 6, step=service.deliver)
         accepted = receiver.accepted()
@@ -184,7 +184,7 @@ def test_alerts_reach_the_checkpoint_topic_over_mqtt(
 ) -> None:
     received: list[tuple[str, dict[str, Any]]] = []
     listener = subscribe(topic_prefix, received)
-    service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+    service = AlertService(make_settings(**FAST), seeded_engine)
     service.start()
     try:
         add_reading(seeded_engine, cp="cp-012", temp_c=38.6)
@@ -234,7 +234,7 @@ def test_killing_the_worker_mid_delivery_loses_no_alert(
         ]
         assert pending, "the kill came after delivery finished: the test proved nothing"
         receiver.hold_s = 0.0
-        service = AlertService(make_settings(), seeded_engine, tuning=FAST)
+        service = AlertService(make_settings(**FAST), seeded_engine)
         wait_for(
             lambda: (
                 sorted(set(opened_alert_ids(receiver))) == [a.id for a in alerts(seeded_engine)]
@@ -258,7 +258,9 @@ def test_device_fever_reading_to_alert_topic_end_to_end(
     received: list[tuple[str, dict[str, Any]]] = []
     listener = subscribe(topic_prefix, received)
     ingest = IngestService(settings, seeded_engine)
-    alert_service = AlertService(settings, seeded_engine, tuning=AlertTuning(poll_interval_s=30))
+    alert_service = AlertService(
+        settings.model_copy(update={"alerts_poll_interval_s": 30}), seeded_engine
+    )
     ingest.start()
     alert_service.start()
     device = mqtt.Client(

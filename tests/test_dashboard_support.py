@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine
 
-from services.alerts.service import AlertService, AlertTuning
+from services.alerts.service import AlertService
 from services.api.auth import Role, create_key_in
 from services.api.main import create_app
 from services.core.protocol import (
@@ -205,7 +205,7 @@ def pipeline(settings: Settings, engine: Engine) -> Iterator[Pipeline]:
     from services.ingest.service import IngestService
 
     ingest = IngestService(settings, engine)
-    alerts = AlertService(settings, engine, tuning=AlertTuning(poll_interval_s=0.5))
+    alerts = AlertService(settings.model_copy(update={"alerts_poll_interval_s": 0.5}), engine)
     ingest.start()
     alerts.start()
     device = Device(settings)

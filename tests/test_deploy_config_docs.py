@@ -30,3 +30,22 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     assert main(["config", "docs", "--out", str(stale)]) == 0
     assert main(["config", "docs", "--out", str(stale), "--check"]) == 0
     assert stale.read_text() == render_configuration()
+
+
+def test_secrets_are_secret_and_log_level_and_retry_policy_are_settings() -> None:
+    from services.alerts.delivery import RetryPolicy
+    from services.core.settings import DEMO_ID_HASH_SECRET
+
+    secret = "a-secret-of-this-site-0123456789"
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        id_hash_secret=secret,
+        log_level="debug",
+        webhook_retry_base_s=2.0,
+        webhook_retry_cap_s=60.0,
+    )
+    assert secret not in repr(settings) and secret not in str(settings.model_dump())
+    assert settings.id_hash_secret.get_secret_value() == secret
+    assert settings.log_level == "DEBUG"
+    assert RetryPolicy.from_settings(settings) == RetryPolicy(base_s=2.0, cap_s=60.0)
+    assert DEMO_ID_HASH_SECRET not in render_configuration()

@@ -128,3 +128,41 @@ def test_cpmon_retention_command(
     finally:
         get_settings.cache_clear()
     assert counts(seeded_engine)["passage"] == 1
+
+
+def test_cpmon_retention_every_hours_runs_on_the_scheduler_until_sigterm(
+    seeded_engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """`--every-hours` purges at once (first run of its scheduled job) and stops cleanly
+    on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import wait_until
+
+    now = datetime.now(UTC)
+    with seeded_engine.begin() as conn:
+        conn.execute(insert(Passage.__table__), [  # type: ignore[attr-defined]
+            event("passage", 1, now - timedelta(days=10)),
+            event("passage", 2, now - timedelta(hours=1)),
+        ])  # fmt: skip
+    env = os.environ | {
+        "CPM_DATABASE_URL": database_url,
+        "CPM_DEMO_MODE": "true",
+        "CPM_RETENTION_DAYS": "7",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "retention", "--every-hours", "24"],
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_until(lambda: counts(seeded_engine)["passage"] == 1, timeout=60)
+        assert process.poll() is None  # still running: the next purge is a day away
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, and_, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
+from services.core.settings import Settings
 from services.core.tables import attempt_t, outbox_t, route_t
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """When to try a failed delivery again (CPM_WEBHOOK_RETRY_* settings)."""
+
     base_s: float = 1.0
     cap_s: float = 300.0
     give_up_after_s: float = 24 * 3600.0
     retry_after_cap_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> RetryPolicy:
+        return cls(
+            base_s=s.webhook_retry_base_s,
+            cap_s=s.webhook_retry_cap_s,
+            give_up_after_s=s.webhook_give_up_after_s,
+            retry_after_cap_s=s.webhook_retry_after_cap_s,
+        )
 
     def delay(self, attempts: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Exponential backoff with jitter (half to full of the step); a receiver's

@@ -1,9 +1,10 @@
 """`AlertService`: the wiring of the alert worker.
 
-Threads: the processor (new stored rows -> alerts, woken by ingest's commit
-announcements and on a short timer), the deliverer (outbox -> channels, woken when
-alerts change), and APScheduler running the timed rules. Processing is safe in every
-worker; timed rules and delivery run only in the leader (leader.py).
+Three jobs on one scheduler (services/core/schedule.py): the processor (new stored
+rows -> alerts, woken by ingest's commit announcements and on a short interval), the
+timed rules, and the deliverer (outbox -> channels, woken when alerts change).
+Processing is safe in every worker; timed rules and delivery run only in the leader
+(leader.py). Intervals, batch size and the webhook retry policy are settings.
 
 Tests drive it without threads: `process()`, `run_timers()`, `deliver()`, with an
 injected `clock`.
@@ -15,12 +16,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from services.alerts.delivery import Deliverer, RetryPolicy
@@ -33,23 +32,11 @@ from services.alerts.watermark import ensure_watermarks
 from services.core.db import get_engine, utcnow
 from services.core.mqtt import connect_async, logged, new_client
 from services.core.protocol import committed_topic
+from services.core.schedule import Schedule
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AlertTuning:
-    """Knobs of the worker itself (the rules' thresholds live in Settings)."""
-
-    poll_interval_s: float = 1.0  # read new rows at least this often
-    timers_interval_s: float = 5.0  # timed rules and escalation
-    delivery_interval_s: float = 0.5  # look for due retries
-    batch_size: int = 500
-    gap_expiry_s: float = 30.0
-    webhook_timeout_s: float = 5.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    client_id: str | None = None  # MQTT client id; random when None
+ROWS, TIMERS, DELIVERY = "alert-rows", "alert-timers", "alert-delivery"
 
 
 class AlertService:
@@ -58,16 +45,14 @@ class AlertService:
         settings: Settings,
         engine: Engine | None = None,
         clock: Callable[[], datetime] = utcnow,
-        tuning: AlertTuning | None = None,
         notifiers: Mapping[str, Notifier] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine or get_engine(settings.database_url)
         self.clock = clock
-        self.tuning = tuning or AlertTuning()
         self.thresholds = Thresholds.from_settings(settings)
         self.client = self._mqtt_client()
-        self.webhooks = WebhookNotifier(timeout_s=self.tuning.webhook_timeout_s)
+        self.webhooks = WebhookNotifier(timeout_s=settings.webhook_timeout_s)
         self.notifiers: dict[str, Notifier] = dict(
             notifiers
             or {"mqtt": MqttNotifier(self.client, settings.topic_prefix), "webhook": self.webhooks}
@@ -77,19 +62,17 @@ class AlertService:
             self.thresholds,
             clock,
             timedelta(seconds=settings.recheck_window_s),
-            self.tuning.batch_size,
-            self.tuning.gap_expiry_s,
+            settings.alerts_batch_size,
+            settings.alerts_gap_expiry_s,
         )
         self.timers = Timers(self.engine, self.thresholds, clock)
-        self.deliverer = Deliverer(self.engine, self.notifiers, clock, self.tuning.retry)
+        self.deliverer = Deliverer(
+            self.engine, self.notifiers, clock, RetryPolicy.from_settings(settings)
+        )
         self.leadership = Leadership(self.engine)
-        self._rows_wake = threading.Event()
-        self._delivery_wake = threading.Event()
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._scheduler: BackgroundScheduler | None = None
+        self.schedule = self._schedule()
         self._connected = threading.Event()
-        self.stats = {"rows": 0, "timer_runs": 0, "announcements": 0, "errors": 0}
+        self.stats = {"rows": 0, "timer_runs": 0, "announcements": 0}
         ensure_watermarks(self.engine, [*SOURCES, UNSCREENED_WATERMARK])
 
     # --- synchronous steps (tests, and the threads below) ------------------------------
@@ -108,7 +91,7 @@ class AlertService:
 
     # --- running -------------------------------------------------------------------
     def _mqtt_client(self) -> mqtt.Client:
-        client_id = self.tuning.client_id or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
+        client_id = self.settings.alerts_client_id or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
         # the configured protocol (v5 unless CPM_MQTT_PROTOCOL says 3.1.1), like ingest
         client = new_client(self.settings, client_id)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -122,43 +105,22 @@ class AlertService:
             return
         client.subscribe(committed_topic(self.settings.topic_prefix), qos=0)
         self._connected.set()
-        self._rows_wake.set()  # catch up on whatever was committed while away
+        self.schedule.wake(ROWS)  # catch up on whatever was committed while away
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.stats["announcements"] += 1
-        self._rows_wake.set()
+        self.schedule.wake(ROWS)
 
     def start(self, connect_timeout_s: float = 10.0) -> None:
         connect_async(self.client, self.settings)
         self.client.loop_start()
         if not self._connected.wait(connect_timeout_s):
             log.warning("MQTT broker not reachable yet; alerts are queued in the outbox")
-        self._threads = [
-            threading.Thread(target=self._process_loop, name="alerts-rows", daemon=True),
-            threading.Thread(target=self._delivery_loop, name="alerts-delivery", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._scheduler.add_job(
-            self._timers_job,
-            "interval",
-            seconds=self.tuning.timers_interval_s,
-            max_instances=1,
-            coalesce=True,
-            id="alert-timers",
-        )
-        self._scheduler.start()
+        self.schedule.start()
         log.info("alert service started", extra={"service": "alerts"})
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._rows_wake.set()
-        self._delivery_wake.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self.schedule.shutdown()
         self.deliverer.close()
         self.webhooks.close()
         self.client.disconnect()
@@ -166,41 +128,28 @@ class AlertService:
         self.leadership.release()
         log.info("alert service stopped", extra={"service": "alerts"})
 
-    def _process_loop(self) -> None:
-        while not self._stopping.is_set():
-            self._rows_wake.wait(self.tuning.poll_interval_s)
-            self._rows_wake.clear()
-            if self._stopping.is_set():
-                break
-            try:
-                if self.process():
-                    self._delivery_wake.set()
-            except Exception:  # the database may be away; try again next pass
-                self.stats["errors"] += 1
-                log.exception("processing new rows failed")
-                self._stopping.wait(1.0)
+    def _schedule(self) -> Schedule:
+        settings = self.settings
+        schedule = Schedule(is_leader=self.leadership.is_leader)
+        schedule.every(
+            settings.alerts_poll_interval_s, self.process, name=ROWS, then=self._after_rows
+        )
+        schedule.every(
+            settings.alerts_timers_interval_s,
+            self.run_timers,
+            name=TIMERS,
+            leader_only=True,
+            then=self._after_timers,
+        )
+        schedule.every(
+            settings.alerts_delivery_interval_s, self.deliver, name=DELIVERY, leader_only=True
+        )
+        return schedule
 
-    def _delivery_loop(self) -> None:
-        while not self._stopping.is_set():
-            self._delivery_wake.wait(self.tuning.delivery_interval_s)
-            self._delivery_wake.clear()
-            if self._stopping.is_set():
-                break
-            try:
-                if self.leadership.is_leader():
-                    self.deliver()
-            except Exception:
-                self.stats["errors"] += 1
-                log.exception("delivery pass failed")
-                self._stopping.wait(1.0)
+    def _after_rows(self, rows: int) -> None:
+        if rows:
+            self.schedule.wake(DELIVERY)
 
-    def _timers_job(self) -> None:
-        try:
-            if not self.leadership.is_leader():
-                return
-            report = self.run_timers()
-            if report.opened or report.resolved or report.escalated:
-                self._delivery_wake.set()
-        except Exception:
-            self.stats["errors"] += 1
-            log.exception("timed rules failed")
+    def _after_timers(self, report: TimerReport) -> None:
+        if report.opened or report.resolved or report.escalated:
+            self.schedule.wake(DELIVERY)

@@ -156,7 +156,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
         args.entity,
         text,
         ImportMode(args.mode),
-        settings.id_hash_secret,
+        settings.id_hash_secret.get_secret_value(),
     )
     for error in result.errors:
         where = f"line {error.row}" + (f", {error.field}" if error.field else "")

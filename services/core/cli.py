@@ -55,6 +55,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("cpmon seed: say what to load: --demo (CSV import: see `cpmon registry import`)")
         return 2
     community = generate_community(seed=args.seed, people=args.people)
-    counts = load_demo(get_engine(settings.database_url), community, settings.id_hash_secret)
+    counts = load_demo(
+        get_engine(settings.database_url), community, settings.id_hash_secret.get_secret_value()
+    )
     print("loaded demo community: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A secret that ships in the repository is no secret: refused outside demo mode.
 DEMO_ID_HASH_SECRET = "demo-only-not-a-secret"
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/checkpoint-monitor.db"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class MqttEndpoint:
@@ -65,14 +67,14 @@ class Settings(BaseSettings):
         "without MQTT v5 (the embedded amqtt broker of `cpmon up`): no shared subscription.",
     )
     topic_prefix: str = Field(default="cpm/v1", description="Prefix of every MQTT topic.")
-    id_hash_secret: str = Field(
-        default=DEMO_ID_HASH_SECRET,
+    id_hash_secret: SecretStr = Field(
+        default=SecretStr(DEMO_ID_HASH_SECRET),
         description="Key of the HMAC-SHA256 of ID-card numbers. Required outside demo mode.",
     )
     timezone: str = Field(
         default="Asia/Shanghai", description="The community's time zone (day buckets)."
     )
-    log_level: str = Field(default="INFO", description="Logging level.")
+    log_level: LogLevel = Field(default="INFO", description="Logging level.")
     log_json: bool = Field(default=False, description="Log one JSON object per line.")
 
     # --- ingest ---------------------------------------------------------------------
@@ -144,20 +146,64 @@ class Settings(BaseSettings):
     escalate_major_s: int = Field(default=600)
     escalate_warning_s: int = Field(default=1800)
 
+    # --- alert worker and delivery ------------------------------------------------------
+    alerts_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Read newly stored rows at least this often (ingest's commit "
+        "announcements wake the worker sooner).",
+    )
+    alerts_timers_interval_s: float = Field(
+        default=5.0, gt=0, description="Evaluate the timed rules and escalations this often."
+    )
+    alerts_delivery_interval_s: float = Field(
+        default=0.5, gt=0, description="Look for deliveries due (retries) this often."
+    )
+    alerts_batch_size: int = Field(default=500, ge=1, description="Stored rows read per pass.")
+    alerts_gap_expiry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an id skipped by an uncommitted transaction is looked for again.",
+    )
+    alerts_client_id: str | None = Field(
+        default=None, description="MQTT client id of the alert worker; random when empty."
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="Per webhook request.")
+    webhook_retry_base_s: float = Field(
+        default=1.0, gt=0, description="First retry of a failed delivery after about this."
+    )
+    webhook_retry_cap_s: float = Field(
+        default=300.0, gt=0, description="Retries double up to this interval."
+    )
+    webhook_give_up_after_s: float = Field(
+        default=24 * 3600.0, gt=0, description="A delivery still failing after this is dropped."
+    )
+    webhook_retry_after_cap_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A receiver's Retry-After is honoured up to this.",
+    )
+
     # --- api ------------------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8000)
     retention_days: int = Field(default=0, ge=0, description="Delete raw rows older (0: keep).")
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _refuse_demo_secret(self) -> Settings:
-        if not self.demo_mode and self.id_hash_secret == DEMO_ID_HASH_SECRET:
+        secret = self.id_hash_secret.get_secret_value()
+        if not self.demo_mode and secret == DEMO_ID_HASH_SECRET:
             raise ValueError(
                 "CPM_ID_HASH_SECRET is left at its demo value; set a secret of your own "
                 "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`) "
                 "or run in demo mode (CPM_DEMO_MODE=true)."
             )
-        if len(self.id_hash_secret) < 16:
+        if len(secret) < 16:
             raise ValueError("CPM_ID_HASH_SECRET must be at least 16 characters long")
         MqttEndpoint(self.mqtt_url)  # validate early, with a clear message
         self.topic_prefix = self.topic_prefix.strip("/")
@@ -177,9 +223,6 @@ class Settings(BaseSettings):
             path = self.database_url.split(":///", 1)[1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 @lru_cache

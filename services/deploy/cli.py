@@ -145,6 +145,7 @@ def cmd_config_docs(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     from services.core.db import get_engine
+    from services.core.schedule import Schedule
     from services.deploy.retention import run_retention
 
     settings = get_settings()
@@ -161,7 +162,16 @@ def cmd_retention(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set():
-        run_retention(engine, days)
-        stop.wait(args.every_hours * 3600)
+    schedule = Schedule()
+    schedule.every(
+        args.every_hours * 3600,
+        lambda: run_retention(engine, days),
+        name="retention",
+        start_now=True,
+    )
+    schedule.start()
+    try:
+        stop.wait()
+    finally:
+        schedule.shutdown()
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -37,6 +38,8 @@ with its password.
 def _type_name(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(f"`{value}`" for value in get_args(annotation))
+    if annotation is SecretStr:
+        return "secret"
     text = getattr(annotation, "__name__", None) or str(annotation)
     text = str(annotation) if "[" in str(annotation) or "|" in str(annotation) else text
     return text.replace("typing.", "").replace("NoneType", "None")
@@ -50,6 +53,8 @@ def _default(field: FieldInfo) -> str:
         return "(none)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, SecretStr):  # never printed, not even a demo value
+        return "(secret)"
     return f"`{value}`"
 
 

@@ -78,7 +78,9 @@ class BatchProcessor:
                     accepted.append(parsed)
                 else:
                     rejected.append(parsed)
-            registry = load_registry(conn, accepted, settings.id_hash_secret, self._thresholds)
+            registry = load_registry(
+                conn, accepted, settings.id_hash_secret.get_secret_value(), self._thresholds
+            )
             plan = build_plan(accepted, RowContext(settings, registry))
             outcome = write_plan(conn, plan, settings.screening_window_s)
             outcome.dead_letters = write_dead_letters(conn, rejected)

@@ -26,9 +26,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from services.alerts import lifecycle, signing
-from services.alerts.delivery import RetryPolicy
 from services.alerts.notifiers import MqttNotifier, WebhookNotifier
-from services.alerts.service import AlertService, AlertTuning
+from services.alerts.service import AlertService
 from services.core.db import utcnow
 from services.core.models.alerts import WebhookRouteCreate
 from tests.conftest import MQTT_URL, free_port
@@ -102,10 +101,9 @@ def test_webhook_receiver_down_ten_minutes_gets_every_alert_once_in_order(
     client.connect(broker.hostname or "127.0.0.1", broker.port or 1883)
     client.loop_start()
     service = AlertService(
-        make_settings(),
+        make_settings(),  # the shipped retry policy: 1 s doubling to 5 min
         seeded_engine,
         clock=clock,
-        tuning=AlertTuning(retry=RetryPolicy()),  # the shipped policy: 1 s doubling to 5 min
         notifiers={"mqtt": MqttNotifier(client, topic_prefix), "webhook": WebhookNotifier()},
     )
 

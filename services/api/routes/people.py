@@ -69,7 +69,7 @@ def person_hash(settings: SettingsDep, id_number: str, id_type: str, field: str)
             if id_type == RESIDENT_ID
             else "an ID number has 5-40 letters or digits",
         )
-    return hash_id(settings.id_hash_secret, id_number)
+    return hash_id(settings.id_hash_secret.get_secret_value(), id_number)
 
 
 def new_person(settings: SettingsDep, body: PersonCreate) -> Person:

@@ -73,7 +73,7 @@ async def import_registry(
         )
 
     result = await run_in_threadpool(
-        import_csv, engine, entity, text, mode, settings.id_hash_secret, audit
+        import_csv, engine, entity, text, mode, settings.id_hash_secret.get_secret_value(), audit
     )
     return ImportReport(
         entity=entity,

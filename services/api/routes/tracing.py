@@ -38,7 +38,7 @@ def trace_contacts(
     if not is_valid_id(body.id_number, body.id_type):
         raise invalid_field("body.id_number", "not a valid ID number")
     check_window(body.from_, body.to, MAX_DAYS)
-    id_hash = hash_id(settings.id_hash_secret, body.id_number)
+    id_hash = hash_id(settings.id_hash_secret.get_secret_value(), body.id_number)
     person = session.exec(orm_select(Person).where(Person.id_hash == id_hash)).first()
     conn = session.connection()
     t = passage_t.c
