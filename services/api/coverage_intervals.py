@@ -10,10 +10,12 @@ from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, func, literal, select, union_all
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from services.api import coverage as cov
-from services.api.coverage_sql import bind_window, epoch_sql, scope_sql
+from services.api.coverage_sql import epoch_seconds
+from services.core.tables import duty_t, status_t
 
 
 class Boundaries(Protocol):
@@ -24,42 +26,51 @@ class Boundaries(Protocol):
 
 def _latest_before(
     conn: Connection,
-    table: str,
-    columns: str,
-    partition: str,
+    table: Table,
+    columns: tuple[str, ...],
+    partition: tuple[str, ...],
     start: datetime,
     cps: Any,
     boundaries: Boundaries | None = None,
 ) -> list[Any]:
     """For each `partition` group, the columns of the last row before `start`."""
     if boundaries is not None:
-        key = (table, columns, start, tuple(cps) if cps is not None else None)
+        key = (table.name, columns, start, tuple(cps) if cps is not None else None)
         return boundaries.latest_before(
             key, lambda: _latest_before(conn, table, columns, partition, start, cps)
         )
+    selected = [table.c[name] for name in columns]
+    groups = [table.c[name] for name in partition]
     if conn.dialect.name == "postgresql":
-        sql = (
-            f"SELECT DISTINCT ON ({partition}) {columns} FROM {table} "
-            f"WHERE ts < :start{scope_sql(cps)} ORDER BY {partition}, ts DESC, id DESC"
+        query = (
+            select(*selected)
+            .ext(distinct_on(*groups))
+            .order_by(*groups, table.c.ts.desc(), table.c.id.desc())
         )
     else:  # SQLite: a bare column next to max() comes from the row holding the max
-        sql = (
-            f"SELECT {columns}, MAX(ts) FROM {table} "
-            f"WHERE ts < :start{scope_sql(cps)} GROUP BY {partition}"
-        )
-    statement, params = bind_window(sql, start, start, cps)
-    return list(conn.execute(statement, params))
+        query = select(*selected, func.max(table.c.ts)).group_by(*groups)
+    query = query.where(table.c.ts < start)
+    if cps is not None:
+        query = query.where(table.c.checkpoint_id.in_(list(cps)))
+    return list(conn.execute(query))
 
 
 def _events_within(
-    conn: Connection, table: str, columns: str, start: datetime, end: datetime, cps: Any
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    cps: Any,
 ) -> list[Any]:
-    sql = (
-        f"SELECT checkpoint_id, {epoch_sql(conn.dialect.name, 'ts')}, {columns} FROM {table} "
-        f"WHERE ts >= :start AND ts < :end{scope_sql(cps)} ORDER BY ts, id"
-    )
-    statement, params = bind_window(sql, start, end, cps)
-    return list(conn.execute(statement, params))
+    query = select(
+        table.c.checkpoint_id,
+        epoch_seconds(conn.dialect.name, table.c.ts),
+        *(table.c[name] for name in columns),
+    ).where(table.c.ts >= start, table.c.ts < end)
+    if cps is not None:
+        query = query.where(table.c.checkpoint_id.in_(list(cps)))
+    return list(conn.execute(query.order_by(table.c.ts, table.c.id)))
 
 
 def _active(checkpoints: dict[str, int]) -> list[str]:
@@ -81,9 +92,9 @@ def staffing_held(
     on_duty: dict[str, frozenset[str]] = defaultdict(frozenset)
     for cp, staff_id, action, *_ in _latest_before(
         conn,
-        "duty_event",
-        "checkpoint_id, staff_id, action",
-        "checkpoint_id, staff_id",
+        duty_t,
+        ("checkpoint_id", "staff_id", "action"),
+        ("checkpoint_id", "staff_id"),
         start,
         cps,
         boundaries,
@@ -92,7 +103,7 @@ def staffing_held(
             on_duty[cp] = on_duty[cp] | {staff_id}
     events: dict[str, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
     for cp, ts, staff_id, action in _events_within(
-        conn, "duty_event", "staff_id, action", start, end, cps
+        conn, duty_t, ("staff_id", "action"), start, end, cps
     ):
         events[cp].append((int(ts), (staff_id, action)))
     return cov.held_time(
@@ -127,11 +138,11 @@ def uptime_held(
     cps = _active(checkpoints)
     state: dict[str, str] = {}
     for cp, status, *_ in _latest_before(
-        conn, "device_status_event", "checkpoint_id, state", "checkpoint_id", start, cps, boundaries
+        conn, status_t, ("checkpoint_id", "state"), ("checkpoint_id",), start, cps, boundaries
     ):
         state[cp] = status
     events: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for cp, ts, status in _events_within(conn, "device_status_event", "state", start, end, cps):
+    for cp, ts, status in _events_within(conn, status_t, ("state",), start, end, cps):
         events[cp].append((int(ts), status))
     return cov.held_time(
         cov.epoch(start),
@@ -149,10 +160,13 @@ def event_fingerprint(
     [start, end). These rows are only ever inserted (retention deletes far older ones), so
     an unchanged fingerprint proves no event arrived, even one whose transaction took an
     id earlier but committed later (the count changes where a maximum id would not)."""
-    sql = " UNION ALL ".join(
-        f"SELECT {n}, COUNT(*), COALESCE(SUM(id), 0) FROM {table} "
-        "WHERE ts >= :start AND ts < :end AND checkpoint_id IN :cps"
-        for n, table in enumerate(("duty_event", "device_status_event"))
+    cps = _active(checkpoints)
+    query = union_all(
+        *(
+            select(literal(n), func.count(), func.coalesce(func.sum(table.c.id), 0)).where(
+                table.c.ts >= start, table.c.ts < end, table.c.checkpoint_id.in_(cps)
+            )
+            for n, table in enumerate((duty_t, status_t))
+        )
     )
-    statement, params = bind_window(sql, start, end, _active(checkpoints))
-    return tuple(int(v) for row in sorted(conn.execute(statement, params)) for v in row[1:])
+    return tuple(int(v) for row in sorted(conn.execute(query)) for v in row[1:])

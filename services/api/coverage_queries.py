@@ -10,41 +10,73 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    and_,
+    case,
+    func,
+    literal_column,
+    select,
+)
 
 from services.api import coverage as cov
 from services.api.coverage_intervals import Boundaries, staffing_held, uptime_held
-from services.api.coverage_sql import bind_window, epoch_sql, scope_sql
+from services.api.coverage_sql import epoch_seconds
 from services.core.models.events import ROLLUP_COUNTERS
+from services.core.tables import alert_t, passage_t, reading_t, rollup_t
 
 Source = Literal["rollup", "recount"]
 
 
 # --- counters per hour -----------------------------------------------------------------
-_RECOUNT_PASSAGES = """
-SELECT {hour} AS h, {group}
-       COUNT(*),
-       SUM(CASE WHEN kind = 'person' AND direction = 'in' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN kind = 'person' AND direction = 'out' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN kind = 'vehicle' AND direction = 'in' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN kind = 'vehicle' AND direction = 'out' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN kind = 'person' AND screened THEN 1 ELSE 0 END),
-       SUM(CASE WHEN registration = 'registered' THEN 1 ELSE 0 END),
-       SUM(CASE WHEN quarantined THEN 1 ELSE 0 END)
-FROM passage WHERE ts >= :start AND ts < :end{scope}
-GROUP BY h{group_by}
-"""
-_RECOUNT_READINGS = """
-SELECT {hour} AS h, {group}
-       COUNT(*),
-       SUM(CASE WHEN fever THEN 1 ELSE 0 END),
-       SUM(CASE WHEN implausible THEN 1 ELSE 0 END)
-FROM reading WHERE ts >= :start AND ts < :end{scope}
-GROUP BY h{group_by}
-"""
 _READING_COUNTERS = ("readings", "fevers", "implausible_readings")
-# the order of the SELECTs above, which is that of the roll-up table
+# the order of the recount's passage sums below, which is that of the roll-up table
 _PASSAGE_COUNTERS = tuple(c for c in ROLLUP_COUNTERS if c not in _READING_COUNTERS)
+HOUR_S = 3600
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _hour_of(dialect: str, column: Any) -> ColumnElement[Any]:
+    """The hour's start as epoch seconds, labelled `h` for GROUP BY (the hour as a
+    literal, not a parameter: PostgreSQL must see the same expression in both places)."""
+    hour = literal_column(str(HOUR_S), Integer)
+    return ((epoch_seconds(dialect, column) // hour) * hour).label("h")
+
+
+def _recount_sums(table: Table) -> list[ColumnElement[int]]:
+    if table is reading_t:
+        return [
+            func.count(),
+            _count_if(reading_t.c.fever.is_(True)),
+            _count_if(reading_t.c.implausible.is_(True)),
+        ]
+    person, vehicle = passage_t.c.kind == "person", passage_t.c.kind == "vehicle"
+    inward, outward = passage_t.c.direction == "in", passage_t.c.direction == "out"
+    return [
+        func.count(),
+        _count_if(and_(person, inward)),
+        _count_if(and_(person, outward)),
+        _count_if(and_(vehicle, inward)),
+        _count_if(and_(vehicle, outward)),
+        _count_if(and_(person, passage_t.c.screened.is_(True))),
+        _count_if(passage_t.c.registration == "registered"),
+        _count_if(passage_t.c.quarantined.is_(True)),
+    ]
+
+
+def _windowed(
+    query: Any, column: Any, start: datetime, end: datetime, checkpoints: Any, table: Table
+) -> Any:
+    query = query.where(column >= start, column < end)
+    if checkpoints is not None:
+        query = query.where(table.c.checkpoint_id.in_(list(checkpoints)))
+    return query
 
 
 def recount_table(
@@ -56,21 +88,19 @@ def recount_table(
 ) -> dict[tuple[str, int], dict[str, int]]:
     """Counters per (checkpoint, hour start epoch) recounted from passage and reading rows;
     the checkpoint is '' when `per_checkpoint` is false."""
-    dialect = conn.dialect.name
-    hour = f"({epoch_sql(dialect, 'ts')} / 3600) * 3600"
-    group, group_by = ("checkpoint_id,", ", checkpoint_id") if per_checkpoint else ("", "")
     out: dict[tuple[str, int], dict[str, int]] = {}
-    for sql, names in (
-        (_RECOUNT_PASSAGES, _PASSAGE_COUNTERS),
-        (_RECOUNT_READINGS, _READING_COUNTERS),
-    ):
-        statement, params = bind_window(
-            sql.format(hour=hour, group=group, group_by=group_by, scope=scope_sql(checkpoints)),
+    for table, names in ((passage_t, _PASSAGE_COUNTERS), (reading_t, _READING_COUNTERS)):
+        hour = _hour_of(conn.dialect.name, table.c.ts)
+        group = [table.c.checkpoint_id] if per_checkpoint else []
+        query = _windowed(
+            select(hour, *group, *_recount_sums(table)),
+            table.c.ts,
             start,
             end,
             checkpoints,
-        )
-        for row in conn.execute(statement, params):
+            table,
+        ).group_by(literal_column("h"), *group)
+        for row in conn.execute(query):
             key = (row[1] if per_checkpoint else "", int(row[0]))
             values = row[2:] if per_checkpoint else row[1:]
             counters = out.setdefault(key, dict.fromkeys(ROLLUP_COUNTERS, 0))
@@ -86,18 +116,14 @@ def rollup_table(
     per_checkpoint: bool = True,
 ) -> dict[tuple[str, int], dict[str, int]]:
     """The same shape as `recount_table`, read from `coverage_rollup`."""
-    hour = epoch_sql(conn.dialect.name, "bucket")
-    sums = ", ".join(f"SUM({c})" for c in ROLLUP_COUNTERS)
-    if per_checkpoint:
-        sql = f"SELECT {hour}, checkpoint_id, {sums} FROM coverage_rollup"
-        group_by = " GROUP BY bucket, checkpoint_id"
-    else:
-        sql = f"SELECT {hour}, {sums} FROM coverage_rollup"
-        group_by = " GROUP BY bucket"
-    sql += " WHERE bucket >= :start AND bucket < :end" + scope_sql(checkpoints) + group_by
-    statement, params = bind_window(sql, start, end, checkpoints)
+    hour = epoch_seconds(conn.dialect.name, rollup_t.c.bucket)
+    sums = [func.sum(rollup_t.c[c]) for c in ROLLUP_COUNTERS]
+    group = [rollup_t.c.checkpoint_id] if per_checkpoint else []
+    query = _windowed(
+        select(hour, *group, *sums), rollup_t.c.bucket, start, end, checkpoints, rollup_t
+    ).group_by(rollup_t.c.bucket, *group)
     out: dict[tuple[str, int], dict[str, int]] = {}
-    for row in conn.execute(statement, params):
+    for row in conn.execute(query):
         key = (row[1] if per_checkpoint else "", int(row[0]))
         values = row[2:] if per_checkpoint else row[1:]
         counters = {n: int(v or 0) for n, v in zip(ROLLUP_COUNTERS, values, strict=True)}
@@ -109,13 +135,11 @@ def rollup_table(
 def add_alerts_opened(
     conn: Connection, series: cov.HourSeries, start: datetime, end: datetime, cps: Any
 ) -> None:
-    hour = f"({epoch_sql(conn.dialect.name, 'opened_at')} / 3600) * 3600"
-    sql = (
-        f"SELECT {hour} AS h, COUNT(*) FROM alert "
-        f"WHERE opened_at >= :start AND opened_at < :end{scope_sql(cps)} GROUP BY h"
-    )
-    statement, params = bind_window(sql, start, end, cps)
-    for h, count in conn.execute(statement, params):
+    hour = _hour_of(conn.dialect.name, alert_t.c.opened_at)
+    query = _windowed(
+        select(hour, func.count()), alert_t.c.opened_at, start, end, cps, alert_t
+    ).group_by(literal_column("h"))
+    for h, count in conn.execute(query):
         series.alerts_opened[series.index(int(h))] += int(count)
 
 
