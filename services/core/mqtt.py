@@ -113,7 +113,7 @@ def connect_async(
     if protocol_of(settings.mqtt_protocol) is not MQTTProtocolVersion.MQTTv5:
         client.connect_async(endpoint.host, endpoint.port, keepalive=keepalive)
         return
-    properties = Properties(PacketTypes.CONNECT)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
     if session_expiry_s is not None:
         properties.SessionExpiryInterval = session_expiry_s
     if receive_maximum is not None:

@@ -21,7 +21,7 @@ from services.core.db import UTCDateTime
 
 SQLITE_MAX_VARIABLES = 32766
 SQLITE_MAX_CHUNK_ROWS = 256
-_PG_DIALECT = postgresql.dialect()
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # unannotated
 
 
 def sqlite_value(value: Any) -> Any:

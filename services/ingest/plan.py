@@ -93,7 +93,9 @@ def _event_times(
     return {"ts": ts, "device_ts": device_ts, "received_at": received, "clock_adjusted": adjusted}
 
 
-def _note_skew(plan: BatchPlan, checkpoint_id: str, device_ts: datetime, received: datetime):
+def _note_skew(
+    plan: BatchPlan, checkpoint_id: str, device_ts: datetime, received: datetime
+) -> None:
     plan.skews[checkpoint_id] = ((device_ts - received).total_seconds(), received)
 
 

@@ -19,8 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
@@ -109,7 +112,14 @@ class IngestService:
     def _status(state: str) -> str:
         return json.dumps({"state": state, "ts": utcnow().isoformat(), "service": "ingest"})
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
@@ -123,7 +133,14 @@ class IngestService:
         )
         client.subscribe(topic, qos=1)
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         failures = [rc for rc in reason_codes if isinstance(rc, ReasonCode) and rc.is_failure]
         if failures:
             log.error("subscription refused: %s", failures)
@@ -131,12 +148,19 @@ class IngestService:
         self._subscribed.set()
         client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         self._subscribed.clear()
         if not self._stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
             return  # not acknowledged: the broker redelivers it to the next session
         inbound = Inbound(
