@@ -9,42 +9,25 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
-from services.core.db import dispose_engines, make_engine
+from services.core.db import make_engine
 from services.core.demo import DemoCommunity, generate_community
 from services.core.migrate import upgrade
 from services.core.seed import load_demo
 from services.core.settings import Settings
+from tests.support.databases import DATABASES, fresh_database, pg_admin, pg_url
+from tests.support.env import MQTT_URL, TEST_SECRET
 
-TEST_SECRET = "test-secret-0123456789abcdef"
-pytest_plugins = ["tests.api_fixtures"]  # the API tests' fixtures (api_app, client, api_keys)
-PG_ADMIN_URL = os.environ.get(
-    "CPM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-MQTT_URL = os.environ.get("CPM_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
-DATABASES = [
-    name.strip() for name in os.environ.get("CPM_TEST_DATABASES", "sqlite,postgres").split(",")
-]
-
-
-def _pg_admin() -> Engine:
-    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-
-def _pg_url(database: str) -> str:
-    return make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+pytest_plugins = ["tests.support.api"]  # the API tests' fixtures (api_app, client, api_keys)
 
 
 @pytest.fixture(scope="session")
@@ -57,10 +40,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     name = f"cpm_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = _pg_admin()
+    admin = pg_admin()
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    upgrade(_pg_url(name))
+    upgrade(pg_url(name))
     yield name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -72,29 +55,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """A fresh database migrated to head, on each engine in turn."""
     with fresh_database(request.param, request, tmp_path) as url:
         yield url
-
-
-@contextmanager
-def fresh_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new database of `kind` copied from the migrated template; dropped afterwards."""
-    if kind == "sqlite":
-        path = tmp_path / f"cpm-{uuid.uuid4().hex[:6]}.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-    elif kind == "postgres":
-        template = request.getfixturevalue("pg_template")
-        name = f"cpm_t_{uuid.uuid4().hex[:12]}"
-        admin = _pg_admin()
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        yield _pg_url(name)
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    else:
-        raise ValueError(f"unknown test database {kind!r}")
-    dispose_engines()
 
 
 @pytest.fixture
@@ -149,12 +109,6 @@ def seeded_engine(engine: Engine, small_community: DemoCommunity) -> Engine:
     return engine
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def ingest(seeded_engine: Engine, make_settings: Any, mqtt_url: str) -> Iterator[Any]:
     """A running ingest service on this test's seeded database and topics."""
@@ -169,7 +123,7 @@ def ingest(seeded_engine: Engine, make_settings: Any, mqtt_url: str) -> Iterator
 @pytest.fixture
 def device(mqtt_url: str) -> Iterator[Any]:
     """A device-like MQTT publisher (QoS 1)."""
-    from tests.support import Publisher
+    from tests.support.mqtt import Publisher
 
     publisher = Publisher(mqtt_url)
     yield publisher

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.reliability.conftest import TABLE_OF_KIND, Sent
+from tests.support.reliability import TABLE_OF_KIND, Sent
 
 BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 CHECKPOINTS = [f"cp-{n:03d}" for n in range(1, 103)]

@@ -4,7 +4,7 @@ answer Accepted or Rejected and never raise, and at the running ingest, where ea
 must end up stored or dead-lettered with the reason the parse path gives, with no raw
 ID number in any dead letter or log line, and the service still up.
 
-The API gets the same treatment from schemathesis in tests/test_api_schemathesis.py
+The API gets the same treatment from schemathesis in tests/api/test_api_schemathesis.py
 (the API's own suite)."""
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from services.core.identity import redact
 from services.core.protocol import ProtocolError, parse_message
 from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
 from services.ingest.service import IngestService
-from tests.conftest import MQTT_URL
-from tests.reliability.conftest import Device, db_name, record
 from tests.support import wait_until
+from tests.support.env import MQTT_URL
+from tests.support.mqtt import Device
+from tests.support.reliability import db_name, record
 
 PREFIX = "fuzz/cpm/v1"
 KNOWN = {f"cp-{n:03d}" for n in range(1, 103)}
@@ -200,7 +201,7 @@ def test_running_ingest_stores_or_dead_letters_every_generated_payload(
         expected = [expected_outcome(t, p) for t, p in messages]
         reasons_before = dead_letter_reasons(seeded_engine)
         received_before = service.stats.received
-        device.publish(ours)
+        device.stream(ours)
         device.wait_acknowledged(timeout=60)
         wait_until(lambda: service.stats.received - received_before >= len(ours), timeout=60)
         assert service.wait_idle(timeout=60)
@@ -233,7 +234,7 @@ def test_running_ingest_stores_or_dead_letters_every_generated_payload(
         doubled=0,
         notes=f"{totals['accepted']} stored, {totals['rejected']} dead-lettered with the "
         f"parse path's reason; raw IDs in dead letters: {leaks}; pure parse path: 600 "
-        "examples; API: schemathesis (tests/test_api_schemathesis.py)",
+        "examples; API: schemathesis (tests/api/test_api_schemathesis.py)",
     )
     assert leaks == 0
     assert no_raw_id(logged), "a raw ID number reached the log"
@@ -257,7 +258,7 @@ def test_an_id_number_in_the_checkpoint_place_is_not_stored_or_logged_raw(
     service.start()
     device = Device(MQTT_URL)
     try:
-        device.publish(
+        device.stream(
             [(f"{prefix}/cp/{RAW_IDS[2]}/reading", json.dumps(TEMPLATES["reading"]).encode())]
         )
         device.wait_acknowledged()

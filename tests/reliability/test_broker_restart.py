@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import Engine
 
 from services.core.demo import DemoCommunity
-from tests.reliability.conftest import (
-    Broker,
-    Device,
+from tests.support import wait_until
+from tests.support.mqtt import Broker, Device
+from tests.support.reliability import (
     as_messages,
     db_name,
     env_float,
@@ -35,7 +35,6 @@ from tests.reliability.conftest import (
     tally,
     traffic,
 )
-from tests.support import wait_until
 
 DOWN_S = env_float("CPM_RELIABILITY_BROKER_DOWN_S", 5)
 TOTAL = 6000
@@ -66,7 +65,7 @@ def test_broker_restart_during_load_loses_nothing(
     device = Device(broker.url)
     try:
         sender = threading.Thread(
-            target=device.publish, args=(as_messages(sent),), kwargs={"pace_every": 25}
+            target=device.stream, args=(as_messages(sent),), kwargs={"pace_every": 25}
         )
         sender.start()
         wait_until(lambda: stored_count(seeded_engine) > TOTAL // 4, timeout=60)

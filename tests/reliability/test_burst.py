@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.reliability.burst import BASE, burst_message
-from tests.reliability.conftest import (
+from tests.support.mqtt import Broker
+from tests.support.reliability import (
     ROOT,
-    Broker,
     db_name,
     env_float,
     record,

@@ -26,9 +26,11 @@ from sqlalchemy.engine import make_url
 
 from services.core.demo import DemoCommunity
 from services.ingest.service import IngestService
-from tests.conftest import MQTT_URL, _pg_admin
-from tests.reliability.conftest import (
-    Device,
+from tests.support import wait_until
+from tests.support.databases import pg_admin as _pg_admin
+from tests.support.env import MQTT_URL
+from tests.support.mqtt import Device
+from tests.support.reliability import (
     as_messages,
     db_name,
     env_float,
@@ -38,7 +40,6 @@ from tests.reliability.conftest import (
     tally,
     traffic,
 )
-from tests.support import wait_until
 
 OUTAGE_S = env_float("CPM_RELIABILITY_DB_OUTAGE_S", 30)
 BEFORE, DURING = 600, 1200
@@ -99,13 +100,13 @@ def test_database_outage_holds_messages_unacknowledged_then_stores_each_once(
     api = TestClient(create_app(settings))
     during: dict[str, Any] = {}
     try:
-        device.publish(as_messages(sent[:BEFORE]))
+        device.stream(as_messages(sent[:BEFORE]))
         wait_until(lambda: stored_count(seeded_engine) == BEFORE, timeout=60)
         assert readiness(api) == 200
         with database_outage(database_url):
             began = time.monotonic()
             sender = threading.Thread(
-                target=device.publish, args=(as_messages(sent[BEFORE:]),), kwargs={"pace_every": 50}
+                target=device.stream, args=(as_messages(sent[BEFORE:]),), kwargs={"pace_every": 50}
             )
             sender.start()
             wait_until(lambda: service.stats.received > BEFORE + 100, timeout=OUTAGE_S)

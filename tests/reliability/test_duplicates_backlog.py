@@ -17,10 +17,10 @@ from services.core.demo import DemoCommunity
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.seed import load_demo
 from services.ingest.service import IngestService
-from tests.conftest import TEST_SECRET
-from tests.reliability.conftest import (
-    Broker,
-    Device,
+from tests.support import wait_until
+from tests.support.env import TEST_SECRET
+from tests.support.mqtt import Broker, Device
+from tests.support.reliability import (
     Sent,
     as_messages,
     db_name,
@@ -29,7 +29,6 @@ from tests.reliability.conftest import (
     tally,
     traffic,
 )
-from tests.support import wait_until
 
 TOTAL = 3000
 CHECKPOINTS = 10
@@ -108,8 +107,8 @@ def test_duplicates_and_an_hour_of_backlog_store_once_with_unchanged_coverage(
     try:
         for service in services:
             service.start()
-        device.publish(as_messages(clean))
-        device.publish(dirty)
+        device.stream(as_messages(clean))
+        device.stream(dirty)
         device.wait_acknowledged()
         wait_until(lambda: services[0].stats.received >= len(dirty), timeout=90)
         wait_until(lambda: services[1].stats.received >= len(clean), timeout=90)

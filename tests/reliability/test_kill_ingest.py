@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 
 from services.core.demo import DemoCommunity
-from tests.reliability.conftest import (
-    Broker,
-    Device,
+from tests.support import wait_until
+from tests.support.mqtt import Broker, Device
+from tests.support.reliability import (
     as_messages,
     db_name,
     env_float,
@@ -24,7 +24,6 @@ from tests.reliability.conftest import (
     tally,
     traffic,
 )
-from tests.support import wait_until
 
 KILLS = int(env_float("CPM_RELIABILITY_KILLS", 3))
 TOTAL = 6000
@@ -46,7 +45,7 @@ def test_repeated_sigkill_mid_stream_stores_every_message_once(
     recoveries: list[float] = []
     try:
         sender = threading.Thread(
-            target=device.publish, args=(as_messages(sent),), kwargs={"pace_every": 50}
+            target=device.stream, args=(as_messages(sent),), kwargs={"pace_every": 50}
         )
         sender.start()
         for kill in range(1, KILLS + 1):

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from services.core.demo import DemoCommunity
-from tests.reliability.conftest import (
-    Broker,
-    Device,
+from tests.support import Collector, wait_until
+from tests.support.mqtt import Broker, Device
+from tests.support.reliability import (
     as_messages,
     db_name,
     record,
@@ -33,7 +33,6 @@ from tests.reliability.conftest import (
     tally,
     traffic,
 )
-from tests.support import Collector, wait_until
 
 TOTAL = 3000
 STATS_RE = re.compile(r"stopped: IngestStats\(received=(\d+)")
@@ -64,7 +63,7 @@ def test_two_ingest_and_two_alert_processes_store_and_alert_once(
         for worker in workers:
             worker.wait_log("alert service started")
         sender = threading.Thread(
-            target=device.publish, args=(as_messages(sent),), kwargs={"pace_every": 50}
+            target=device.stream, args=(as_messages(sent),), kwargs={"pace_every": 50}
         )
         sender.start()
         sender.join(120)

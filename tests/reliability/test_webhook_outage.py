@@ -11,12 +11,8 @@ tries again. The receiver, the HTTP requests, the database and the broker are re
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,58 +26,14 @@ from services.alerts.notifiers import MqttNotifier, WebhookNotifier
 from services.alerts.service import AlertService
 from services.core.db import utcnow
 from services.core.models.alerts import WebhookRouteCreate
-from tests.conftest import MQTT_URL, free_port
-from tests.reliability.conftest import db_name, env_float, record
-from tests.test_alert_support import Clock, add_reading, outbox
+from tests.support.alerts import Clock, add_reading, outbox
+from tests.support.env import MQTT_URL, free_port
+from tests.support.reliability import db_name, env_float, record
+from tests.support.webhooks import WebhookReceiver
 
 DOWN_S = env_float("CPM_RELIABILITY_WEBHOOK_DOWN_S", 600)
 STEP_S = 5.0
 CHECKPOINTS = ("cp-021", "cp-022", "cp-023")
-
-
-class Receiver:
-    """A webhook endpoint that can be down (its port closed) and up again on the same
-    port; keeps every request it accepted, with whether its signature verified."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.received: list[dict[str, Any]] = []
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                try:
-                    signing.verify(receiver.secret, dict(self.headers), body, time.time())
-                    verified = True
-                except signing.InvalidSignature:
-                    verified = False
-                receiver.received.append(
-                    {
-                        "id": self.headers["webhook-id"],
-                        "verified": verified,
-                        "body": json.loads(body),
-                    }
-                )
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
 
 
 @pytest.mark.slow
@@ -90,7 +42,7 @@ def test_webhook_receiver_down_ten_minutes_gets_every_alert_once_in_order(
 ) -> None:
     clock = Clock(utcnow())
     secret = signing.new_secret()
-    receiver = Receiver(secret)  # not started: down
+    receiver = WebhookReceiver(secret, start=False)  # down
     with Session(seeded_engine) as session:
         lifecycle.create_route(
             session, WebhookRouteCreate(name="duty", url=receiver.url, secret=secret)

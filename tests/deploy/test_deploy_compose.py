@@ -1,0 +1,118 @@
+"""docker-compose.yml, checked without Docker: structure, commands, ports, volumes, env."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.cli import build_parser
+from services.core.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+APP_SERVICES = [name for name, svc in SERVICES.items() if svc.get("image", "").startswith(
+    "checkpoint-monitor")]  # fmt: skip
+REAL_BINARIES = {"mosquitto_sub", "pg_isready", "python", "CMD", "CMD-SHELL"}
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment must be a mapping"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_the_expected_services_exist() -> None:
+    assert {"mosquitto", "postgres", "migrate", "ingest-1", "ingest-2", "alerts", "api",
+            "simulator", "retention"} <= set(SERVICES)  # fmt: skip
+    assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert SERVICES["postgres"]["image"].startswith("postgres:")
+    assert SERVICES["simulator"]["profiles"] == ["demo"]
+    for name in set(SERVICES) - {"simulator"}:
+        assert "profiles" not in SERVICES[name], f"{name} must run without a profile"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_app_command_is_a_cpmon_sub_command(name: str) -> None:
+    command = SERVICES[name]["command"]
+    assert command[0] == "cpmon"
+    args, unknown = build_parser().parse_known_args(command[1:])
+    assert not unknown, f"{name}: unknown arguments {unknown}"
+    assert callable(args.func)
+
+
+def test_only_the_api_and_the_device_mqtt_port_are_published() -> None:
+    published = {name: svc["ports"] for name, svc in SERVICES.items() if "ports" in svc}
+    assert published == {
+        "mosquitto": ["${MQTT_DEVICE_PORT:-1883}:1883"],
+        "api": ["${API_PORT:-8000}:8000"],
+    }
+    assert "--port" in SERVICES["api"]["command"]
+    port = SERVICES["api"]["command"][SERVICES["api"]["command"].index("--port") + 1]
+    assert port == "8000"
+    assert "listener 1883" in (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+
+
+def test_two_ingest_replicas_share_one_group_with_distinct_ids() -> None:
+    replicas = [env_of(SERVICES[name]) for name in ("ingest-1", "ingest-2")]
+    assert {env["CPM_INGEST_SHARED_GROUP"] for env in replicas} == {"ingest"}
+    assert len({env["CPM_INGEST_CLIENT_ID"] for env in replicas}) == 2
+    for env in replicas:
+        assert env["CPM_MQTT_URL"].startswith("mqtt://cpm-ingest:")
+
+
+def test_environment_names_are_real_settings() -> None:
+    settings_env = {f"CPM_{name.upper()}" for name in Settings.model_fields}
+    for name in APP_SERVICES:
+        for variable in env_of(SERVICES[name]):
+            assert variable in settings_env, f"{name}: {variable} is not a setting"
+    # .env.example documents every variable the compose file interpolates
+    documented = set(re.findall(r"(?m)^([A-Z_]+)=", (ROOT / ".env.example").read_text()))
+    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
+    assert used <= documented, f"undocumented: {used - documented}"
+
+
+def test_volumes_are_named_and_declared_or_project_files() -> None:
+    declared = set(COMPOSE["volumes"])
+    assert declared == {"mosquitto-data", "pg-data"}
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            assert target.startswith("/")
+            if source.startswith("./"):
+                assert (ROOT / source).exists() or source == "./mosquitto/secrets", (name, source)
+            else:
+                assert source in declared, (name, source)
+    config = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    assert "persistence_location /mosquitto/data/" in config
+    assert "password_file /mosquitto/secrets/passwd" in config
+    assert "acl_file /mosquitto/secrets/acl" in config
+
+
+def test_health_checks_and_restart_policies() -> None:
+    for name in ("mosquitto", "postgres", "api"):
+        test = SERVICES[name]["healthcheck"]["test"]
+        binary = shlex.split(test[1])[0] if test[0] == "CMD-SHELL" else test[1]
+        assert binary in REAL_BINARIES, (name, binary)
+    for name, svc in SERVICES.items():
+        expected = "no" if name == "migrate" else "unless-stopped"
+        assert svc["restart"] == expected, name
+    for name in APP_SERVICES:
+        if name not in ("migrate",):
+            depends = SERVICES[name]["depends_on"]
+            assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_dockerfile_installs_the_console_script() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    assert "USER cpm" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".env" in ignored and "mosquitto/secrets/" in ignored

@@ -1,0 +1,131 @@
+"""`cpmon up --demo --simulate` end to end: live data in the API within a minute.
+
+Runs the real command in a temporary directory with its own SQLite file and ports,
+like a fresh machine: no broker answers at CPM_MQTT_URL, so `cpmon up` starts one
+(mosquitto when on PATH; the embedded amqtt broker when PATH hides it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.env import free_port
+
+pytestmark = pytest.mark.slow
+LIVE_WITHIN_S = 60
+
+
+class Up:
+    def __init__(self, tmp_path: Path, hide_mosquitto: bool) -> None:
+        self.api = f"http://127.0.0.1:{free_port()}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CPM_")}
+        env.update(
+            CPM_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}",
+            CPM_API_PORT=self.api.rsplit(":", 1)[1],
+            CPM_DATABASE_URL=f"sqlite:///{tmp_path}/cpm.db",
+            CPM_TOPIC_PREFIX=f"test/up{free_port()}/cpm/v1",
+        )
+        if hide_mosquitto:
+            env["PATH"] = os.pathsep.join(
+                d for d in env.get("PATH", "").split(os.pathsep)
+                if not (Path(d) / "mosquitto").exists()
+            )  # fmt: skip
+        self.env = env
+        self.log = tmp_path / "up.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up", "--demo", "--simulate",
+             "--people", "3000"],
+            cwd=tmp_path, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.started = time.monotonic()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def api_key(self) -> str:
+        """The demo key `cpmon up --demo` prints for signing in to the dashboard."""
+        found = re.search(r"sign in to the dashboard with the demo key (\S+)", self.output())
+        assert found, f"no demo key printed:\n{self.output()[-3000:]}"
+        return found.group(1)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def wait_for_live_board(up: Up) -> list[dict[str, object]]:
+    deadline = up.started + LIVE_WITHIN_S
+    with httpx.Client(base_url=up.api, timeout=5) as client:
+        while time.monotonic() < deadline:
+            assert up.process.poll() is None, f"cpmon up exited:\n{up.output()[-3000:]}"
+            try:
+                ready = client.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.5)
+        key = up.api_key()
+        while time.monotonic() < deadline:
+            board = client.get("/api/v1/checkpoints", headers={"X-API-Key": key})
+            assert board.status_code == 200, board.text
+            live = [c for c in board.json()["checkpoints"] if c["minutes_since_passage"]
+                    is not None and c["online"]]  # fmt: skip
+            if live:
+                return live
+            time.sleep(1)
+    raise AssertionError(f"no live data within {LIVE_WITHIN_S} s:\n{up.output()[-4000:]}")
+
+
+@pytest.fixture
+def run_up(tmp_path: Path) -> Iterator[type[Up]]:
+    started: list[Up] = []
+
+    def start(hide_mosquitto: bool) -> Up:
+        up = Up(tmp_path, hide_mosquitto)
+        started.append(up)
+        return up
+
+    yield start  # type: ignore[misc]
+    for up in started:
+        up.stop()
+
+
+def check_clean_stop(up: Up) -> None:
+    assert up.stop() == 0, up.output()[-3000:]
+    output = up.output()
+    assert "cpmon up: stopped" in output
+    assert "did not stop" not in output, output[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto not installed")
+def test_up_with_a_local_mosquitto(run_up: type[Up]) -> None:
+    up = run_up(hide_mosquitto=False)  # type: ignore[call-arg]
+    live = wait_for_live_board(up)
+    assert live
+    assert "broker: mosquitto on 127.0.0.1" in up.output()
+    check_clean_stop(up)
+
+
+def test_up_on_a_machine_with_only_python(run_up: type[Up]) -> None:
+    up = run_up(hide_mosquitto=True)  # type: ignore[call-arg]
+    live = wait_for_live_board(up)
+    assert live
+    assert "embedded amqtt broker" in up.output()
+    check_clean_stop(up)

@@ -1,0 +1,16 @@
+"""The test environment: the broker, the ID-hash secret every test database is seeded
+with, and free local ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+TEST_SECRET = "test-secret-0123456789abcdef"
+MQTT_URL = os.environ.get("CPM_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,104 @@
+"""Running a simulated scenario against a live ingest in the tests, and waiting until
+ingest has stored what the simulator's manifest says it sent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from devices.simulator.network import clear_retained_status
+from devices.simulator.params import IncidentRates
+from devices.simulator.runner import Simulation
+from devices.simulator.scenarios import scenario_params
+from services.core.demo import DemoCommunity
+from services.core.settings import Settings
+from services.ingest.service import IngestService
+from tests.support.waiting import wait_until
+
+# every incident often enough to show up in three simulated hours of 400 people
+RATES = replace(
+    IncidentRates(),
+    visitor=0.05,
+    no_pass=0.03,
+    unknown_pass=0.02,
+    invalid_id=0.02,
+    expired_pass=0.02,
+    revoked_pass=0.02,
+    borrowed_pass=0.02,
+    fever=0.03,
+    unscreened=0.03,
+    implausible_reading=0.05,
+    unlinked_reading=0.3,
+    duplicate=0.03,
+    quarantine_attempt=3.0,
+    device_drop=2.0,
+    clock_drift=2.0,
+    staffing_gap=0.1,
+)
+
+
+@contextmanager
+def ingest_for_simulation(
+    settings: Settings, engine: Engine, community: DemoCommunity
+) -> Iterator[IngestService]:
+    """A running ingest; afterwards the devices' retained status is cleared."""
+    service = IngestService(settings, engine)
+    service.start()
+    yield service
+    service.stop()
+    # after ingest has gone: an empty retained message would be a dead letter to it
+    checkpoint_ids = [cp.id for cp in community.checkpoints]
+    clear_retained_status(settings.mqtt, settings.topic_prefix, checkpoint_ids)
+
+
+def run_scenario(
+    community: DemoCommunity, settings: Settings, scenario: str, **values: Any
+) -> dict[str, Any]:
+    params = scenario_params(
+        scenario,
+        **{
+            "seed": 21,
+            "duration_s": 3 * 3600,
+            "speed": 0,
+            "passages_per_person_day": 12.0,
+            "heartbeat_s": 300.0,
+            "rates": RATES,
+            **values,
+        },
+    )
+    simulation = Simulation(
+        params,
+        community,
+        settings=settings,
+        max_rate=3000,
+        client_id_template=f"sim-{uuid.uuid4().hex[:6]}-{{checkpoint_id}}",
+        progress=False,
+    )
+    return simulation.run()
+
+
+def rows(engine: Engine, sql: str) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(text(sql)))
+
+
+def scalar(engine: Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def settle(engine: Engine, service: IngestService, manifest: dict[str, Any]) -> None:
+    totals = manifest["totals"]
+    wait_until(
+        lambda: (
+            scalar(engine, "SELECT count(*) FROM passage") >= totals["passages_total"]
+            and scalar(engine, "SELECT count(*) FROM duty_event") >= totals["messages"]["duty"]
+        ),
+        timeout=60,
+    )
+    assert service.wait_idle(quiet_s=0.5, timeout=60)
