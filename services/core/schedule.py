@@ -35,12 +35,29 @@ class _Job:
     again: threading.Event = field(default_factory=threading.Event)
 
 
+class _WokenWhileRunning(logging.Filter):
+    """APScheduler warns when a job comes due while it still runs. For a job of ours
+    that is a wake arriving as a run starts, and that run covers it (`_Job.again`): not
+    worth a warning in the operator's log."""
+
+    def __init__(self, jobs: dict[str, _Job]) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        skipped = "maximum number of running instances" in str(record.msg)
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return not (skipped and getattr(job, "id", None) in self.jobs)
+
+
 class Schedule:
     def __init__(self, is_leader: Callable[[], bool] = lambda: True) -> None:
         self.is_leader = is_leader
         self.errors = 0
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._jobs: dict[str, _Job] = {}
+        self._quiet = _WokenWhileRunning(self._jobs)
+        logging.getLogger("apscheduler.scheduler").addFilter(self._quiet)
 
     def every(
         self,
@@ -106,3 +123,4 @@ class Schedule:
         """Stop scheduling and wait for the runs in progress."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        logging.getLogger("apscheduler.scheduler").removeFilter(self._quiet)
