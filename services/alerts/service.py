@@ -107,7 +107,10 @@ class AlertService:
     # --- running -------------------------------------------------------------------
     def _mqtt_client(self) -> mqtt.Client:
         endpoint = self.settings.mqtt
-        client_id = self.tuning.client_id or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
+        # an account is bound to one client id, its username (services/deploy/acl.py)
+        client_id = (
+            self.tuning.client_id or endpoint.username or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
+        )
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )

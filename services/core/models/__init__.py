@@ -2,6 +2,7 @@
 
 from services.core.models.alerts import Alert, Outbox  # noqa: F401  (and every alert table)
 from services.core.models.auth import ApiKey, AuditLog  # noqa: F401  (API keys, audit)
+from services.core.models.broker import BrokerSession
 from services.core.models.events import (
     CheckpointState,
     CoverageRollup,
@@ -23,6 +24,7 @@ from services.core.models.registry import (
 )
 
 __all__ = [
+    "BrokerSession",
     "Checkpoint",
     "CheckpointState",
     "CoverageRollup",
