@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from services.alerts import outbox, signing
+from services.alerts.robots import common as robots
 from services.alerts.store import add_history, alert_t, resolve_open, silence_t
 from services.core.db import utcnow
 from services.core.models.alerts import (
@@ -175,6 +176,10 @@ def lift_silence(
 
 
 def validate_route(data: WebhookRouteCreate) -> None:
+    try:
+        robots.validate(data.kind, data.url, data.secret, data.language, data.mentions)
+    except robots.InvalidRobotRoute as exc:
+        raise InvalidRoute(str(exc)) from None
     parts = urlsplit(data.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRoute("url must be an http(s) URL")
@@ -183,7 +188,7 @@ def validate_route(data: WebhookRouteCreate) -> None:
     unknown = set(data.types or ()) - set(AlertType)
     if unknown:
         raise InvalidRoute(f"unknown alert types: {', '.join(sorted(unknown))}")
-    if data.secret is not None:
+    if data.secret is not None and data.kind == robots.STANDARD:
         try:
             signing.secret_key(data.secret)
         except signing.InvalidSecret as exc:
@@ -194,9 +199,8 @@ def create_route(session: Session, data: WebhookRouteCreate) -> WebhookRoute:
     """A new webhook route; its secret is generated unless given. Return the secret to
     the admin once: WebhookRoutePublic leaves it out."""
     validate_route(data)
-    route = WebhookRoute.model_validate(
-        data, update={"secret": data.secret or signing.new_secret()}
-    )
+    generated = signing.new_secret() if data.kind == robots.STANDARD else ""
+    route = WebhookRoute.model_validate(data, update={"secret": data.secret or generated})
     session.add(route)
     session.flush()
     return route
