@@ -41,7 +41,7 @@ def build(card: Card, route: RobotRoute) -> dict[str, Any]:
     parts = [f"#### {card.title}"]
     for line in card.lines:
         text = f"[{line.text}]({line.href})" if line.href else line.text
-        parts.append(f"- **{line.label}**：{text}" if line.label else f"- {text}")
+        parts.append(f"- **{line.label}**{card.colon}{text}" if line.label else f"- {text}")
     mobiles = list(route.mentions) if card.mention else []
     tail = f"[{card.link_text}]({card.link})"
     if mobiles:

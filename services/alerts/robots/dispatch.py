@@ -4,9 +4,9 @@ WeCom and DingTalk robots take 20 messages a minute (DingTalk then refuses for 1
 minutes); Feishu 100. Every request to a robot is a `robot_send` row, and a route may
 make at most `per_minute` of them in any `window_s`. Of these, `singles_per_minute` carry
 one alert event each; when more events are waiting than that allows, all of them go in
-one summary message (which says how many it covers), at most one every
-`summary_spacing_s`. Nothing is dropped: every outbox row is delivered alone or inside a
-summary, or waits for the window to free a slot.
+one summary message (which says how many it covers; a single waiting event is sent as
+itself), at most one every `summary_spacing_s`. Nothing is dropped: every outbox row
+is delivered alone or inside a summary, or waits for the window to free a slot.
 
 A route's rows go out in id order: while its oldest pending row waits for a retry, the
 newer ones wait too. A robot's rate-limit code is retried after its documented pause;
@@ -180,9 +180,9 @@ class RobotDispatcher:
         started = time.perf_counter()
         try:
             events = [Event.from_payload(item.payload) for item in items]
-            message = (
+            message = (  # one event alone reads as itself, even in a summary's slot
                 summary_card(events, self.ctx, route.language)
-                if summary
+                if len(events) > 1
                 else card(events[0], self.ctx, route.language)
             )
             body = render(message, route)
@@ -243,7 +243,7 @@ class RobotDispatcher:
                         "at": now,
                         "ok": result.ok,
                         "status_code": result.status_code,
-                        "error": _attempt_error(error, len(ids) if summary else 0),
+                        "error": _attempt_error(error, len(ids)),
                         "duration_ms": duration_ms,
                     }
                     for outbox_id in ids
@@ -289,6 +289,6 @@ class RobotDispatcher:
 
 
 def _attempt_error(error: str | None, covered: int) -> str | None:
-    if not covered:
+    if covered < 2:
         return error
     return f"[summary of {covered}] {error or 'ok'}"[:500]

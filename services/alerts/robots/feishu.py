@@ -31,8 +31,8 @@ def sign(secret: str, timestamp: int) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 
-def _paragraph(line: Line) -> list[dict[str, Any]]:
-    label = [{"tag": "text", "text": f"{line.label}："}] if line.label else []
+def _paragraph(line: Line, colon: str) -> list[dict[str, Any]]:
+    label = [{"tag": "text", "text": f"{line.label}{colon}"}] if line.label else []
     if line.href:
         return [*label, {"tag": "a", "text": line.text, "href": line.href}]
     return [*label, {"tag": "text", "text": line.text}]
@@ -43,7 +43,7 @@ def build(card: Card, route: RobotRoute) -> dict[str, Any]:
     tail: list[list[dict[str, Any]]] = [[{"tag": "a", "text": card.link_text, "href": card.link}]]
     if card.mention and route.mentions:
         tail.append([{"tag": "at", "user_id": user} for user in route.mentions])
-    lines = [_paragraph(line) for line in card.lines]
+    lines = [_paragraph(line, card.colon) for line in card.lines]
 
     def body(paragraphs: list[list[dict[str, Any]]]) -> dict[str, Any]:
         post = {"title": card.title, "content": [*paragraphs, *tail]}

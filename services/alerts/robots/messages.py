@@ -91,6 +91,15 @@ _PLAIN = str.maketrans(
 )
 
 
+def tag(text: str, language: str) -> str:
+    """An event's name at the head of a title: 【新告警】 / New alert ·"""
+    return f"【{text}】" if language == ZH else f"{text} · "
+
+
+def colon(language: str) -> str:
+    return "：" if language == ZH else ": "
+
+
 def say(table: dict[str, tuple[str, str]], key: str, language: str) -> str:
     pair = table.get(key)
     if pair is None:
@@ -124,6 +133,7 @@ class Card:
     mention: bool = False
     covers: int = 1  # alert events this message stands for
     truncated_text: str = ""
+    colon: str = "："  # between a label and its value: full-width in Chinese
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +215,7 @@ def card(event: Event, ctx: Context, language: str) -> Card:
     what = say(EVENTS, event.event, language)
     rule = say(TYPES, str(alert.get("type", "")), language)
     checkpoint = plain(alert.get("checkpoint_id", ""), 64)
-    title = f"【{what}】{say(SEVERITIES, severity, language)} · {rule} · {checkpoint}"
+    title = f"{tag(what, language)}{say(SEVERITIES, severity, language)} · {rule} · {checkpoint}"
 
     def label(key: str) -> str:
         return say(LABELS, key, language)
@@ -247,6 +257,7 @@ def card(event: Event, ctx: Context, language: str) -> Card:
         severity=severity,
         mention=event.critical and event.event in MENTION_EVENTS,
         truncated_text=label("truncated"),
+        colon=colon(language),
     )
 
 
@@ -266,7 +277,7 @@ def summary_card(events: list[Event], ctx: Context, language: str) -> Card:
             f"以下 {n} 条告警事件合并为本条消息。"
         )
     else:
-        title = f"[Alert summary] {n} alert events"
+        title = f"Alert summary: {n} alert events"
         intro = (
             f"Many alerts at once: these {n} alert events are folded into this one message "
             "to stay within the robot's rate limit (about 20 a minute)."
@@ -276,7 +287,8 @@ def summary_card(events: list[Event], ctx: Context, language: str) -> Card:
         alert = event.alert
         item = " · ".join(
             [
-                f"【{say(EVENTS, event.event, language)}】"
+                tag(say(EVENTS, event.event, language), language).removesuffix(" · ")
+                + (" " if language != ZH else "")
                 + say(SEVERITIES, str(alert.get("severity")), language),
                 rule_text(alert, language),
                 plain(alert.get("checkpoint_id", ""), 64),
@@ -294,6 +306,7 @@ def summary_card(events: list[Event], ctx: Context, language: str) -> Card:
         mention=any(e.critical and e.event in MENTION_EVENTS for e in events),
         covers=n,
         truncated_text=say(LABELS, "truncated", language),
+        colon=colon(language),
     )
 
 
@@ -304,11 +317,12 @@ def test_card(route_name: str, ctx: Context, language: str) -> Card:
     else:
         text = f"A test message: alert route '{plain(route_name, 100)}' reaches this group."
     return Card(
-        title=f"【{say(EVENTS, 'test', language)}】checkpoint-monitor",
+        title=f"{tag(say(EVENTS, 'test', language), language)}checkpoint-monitor",
         lines=(Line(None, text),),
         link=ctx.alerts_link(),
         link_text=say(LABELS, "open_all", language),
         severity="warning",
+        colon=colon(language),
     )
 
 

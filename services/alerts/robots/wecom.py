@@ -24,9 +24,9 @@ def build(card: Card, route: RobotRoute) -> dict[str, Any]:
         parts = [card.title]
         for line in card.lines:
             text = f"{line.text} {line.href}" if line.href else line.text
-            parts.append(f"{line.label}：{text}" if line.label else text)
+            parts.append(f"{line.label}{card.colon}{text}" if line.label else text)
         content = fit(
-            parts, f"{card.link_text}：{card.link}", TEXT_LIMIT_BYTES, card.truncated_text
+            parts, f"{card.link_text}{card.colon}{card.link}", TEXT_LIMIT_BYTES, card.truncated_text
         )
         return {
             "msgtype": "text",
@@ -36,7 +36,7 @@ def build(card: Card, route: RobotRoute) -> dict[str, Any]:
     parts = [f'### <font color="{color}">{card.title}</font>']
     for line in card.lines:
         text = f"[{line.text}]({line.href})" if line.href else line.text
-        parts.append(f"> **{line.label}**：{text}" if line.label else f"> {text}")
+        parts.append(f"> **{line.label}**{card.colon}{text}" if line.label else f"> {text}")
     content = fit(
         parts, f"[{card.link_text}]({card.link})", MARKDOWN_LIMIT_BYTES, card.truncated_text
     )
