@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -138,7 +138,7 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         path = "/".join(_tail(seg) if len(seg) >= 16 else seg for seg in parts.path.split("/"))
-        query = urlencode([(k, _tail(v)) for k, v in parse_qsl(parts.query)], safe="…")
+        query = "&".join(f"{quote(k, safe='')}={_tail(v)}" for k, v in parse_qsl(parts.query))
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit((parts.scheme, netloc, path, query, ""))
