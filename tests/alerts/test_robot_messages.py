@@ -10,7 +10,14 @@ import pytest
 
 from services.alerts.robots import dingtalk, feishu, render, wecom
 from services.alerts.robots.common import RobotRoute, mask_url
-from services.alerts.robots.messages import Context, Event, card, plain, summary_card
+from services.alerts.robots.messages import (
+    Context,
+    Event,
+    card,
+    plain,
+    probe_card,
+    summary_card,
+)
 
 CTX = Context("https://monitor.example.cn")
 
@@ -119,3 +126,20 @@ def test_signatures_follow_the_documented_recipes() -> None:
 )
 def test_urls_are_shown_without_their_tokens(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize("kind", ["wecom", "dingtalk", "feishu"])
+@pytest.mark.parametrize(("language", "keyword"), [("zh-CN", "告警"), ("en", "alert")])
+def test_every_message_carries_the_keyword_a_robot_can_require(
+    kind: str, language: str, keyword: str
+) -> None:
+    events = [
+        event("opened"),
+        event("escalated", escalation_level=1),
+        event("acknowledged", acknowledged_by="duty-wang"),
+        event("resolved", outcome="recheck_normal"),
+    ]
+    cards = [card(e, CTX, language) for e in events] + [summary_card(events, CTX, language)]
+    cards.append(probe_card("North gate", CTX, language))
+    for made in cards:
+        assert keyword in render(made, route(kind, language)).decode()

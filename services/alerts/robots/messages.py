@@ -64,7 +64,8 @@ LABELS = {
     "outcome": ("处理结果", "Outcome"),
     "note": ("备注", "Note"),
     "escalation": ("升级", "Escalation"),
-    "open": ("在看板中查看", "Open in the dashboard"),
+    # "告警" / "alert" in every message: a robot's keyword (自定义关键词) can be set to it
+    "open": ("在看板中查看告警", "Open the alert in the dashboard"),
     "open_all": ("在看板中查看全部告警", "See all alerts in the dashboard"),
     "truncated": ("内容过长已截断，详情见看板", "Shortened: the rest is in the dashboard"),
 }
@@ -310,7 +311,7 @@ def summary_card(events: list[Event], ctx: Context, language: str) -> Card:
     )
 
 
-def test_card(route_name: str, ctx: Context, language: str) -> Card:
+def probe_card(route_name: str, ctx: Context, language: str) -> Card:
     """What "send a test message" sends."""
     if language == ZH:
         text = f"这是一条测试消息：告警路由「{plain(route_name, 100)}」已连通。"

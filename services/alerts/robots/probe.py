@@ -15,7 +15,7 @@ from sqlalchemy import Connection, insert
 from services.alerts.notifiers import DeliveryResult, OutboundMessage, WebhookNotifier
 from services.alerts.robots import make_notifiers, render
 from services.alerts.robots.common import ROBOT_KINDS, RobotRoute
-from services.alerts.robots.messages import Context, test_card
+from services.alerts.robots.messages import Context, probe_card
 from services.core.models.robots import RobotSend
 from services.core.utils import table_of
 
@@ -40,7 +40,7 @@ def send_test(
     robot = RobotRoute.from_row(route)
     notifiers = make_notifiers(timeout_s=timeout_s)
     try:
-        payload = render(test_card(robot.name, ctx, robot.language), robot)
+        payload = render(probe_card(robot.name, ctx, robot.language), robot)
         result = notifiers[robot.kind].deliver(_outbound(route, message_id, payload))
     finally:
         for notifier in notifiers.values():
