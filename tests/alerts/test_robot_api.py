@@ -112,3 +112,41 @@ def test_hostile_or_wrong_robot_routes_are_refused_with_a_reason(
     assert response.status_code == 422, response.text
     assert complaint in response.text
     assert client.get("/api/v1/webhooks", headers=admin(api_keys)).json() == []
+
+
+def test_a_standard_route_test_is_a_signed_standard_webhook(
+    client: TestClient, api_keys: dict[str, str]
+) -> None:
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.alerts import signing
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append((dict(self.headers), self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        created = client.post(
+            "/api/v1/webhooks", json={"name": "sms", "url": url}, headers=admin(api_keys)
+        ).json()
+        tested = client.post(f"/api/v1/webhooks/{created['id']}/test", headers=admin(api_keys))
+        assert tested.json()["ok"] is True and tested.json()["status_code"] == 204
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(headers, body)] = got
+    signing.verify(created["secret"], headers, body, time.time())
+    assert json.loads(body)["type"] == "webhook.test"

@@ -187,3 +187,25 @@ def test_a_rate_limit_code_is_retried_after_the_documented_pause(
     assert [r.code for r in robot.received] == [RATE_LIMIT[kind], 0]
     assert outbox_states(seeded_engine, route_id) == [("delivered", 2)]
     assert [s["retryable"] for s in sends(seeded_engine, route_id)] == [True, True]
+
+
+def test_the_alert_service_delivers_robot_routes_with_its_dashboard_link(
+    seeded_engine: Engine, make_settings: Any, receivers: list[RobotReceiver]
+) -> None:
+    from services.alerts.service import AlertService
+
+    robot = RobotReceiver("feishu", secret=SECRETS["feishu"])
+    receivers.append(robot)
+    add_route(seeded_engine, "feishu", robot.url, secret=SECRETS["feishu"], language="en")
+    settings = make_settings(dashboard_url="https://duty.example.cn/board")
+    service = AlertService(settings, seeded_engine)
+    try:
+        [(cp, site)] = list(checkpoints(seeded_engine, 1))
+        alert_id = raise_fever(seeded_engine, Clock(), cp, site, "h:svc00001")
+        service.deliver()
+    finally:
+        service.deliverer.close()
+        service.webhooks.close()
+    [request] = robot.accepted()
+    assert request.signed
+    assert f"https://duty.example.cn/board/#alert/{alert_id}" in text_of("feishu", request.body)
