@@ -180,7 +180,10 @@ def validate_route(data: WebhookRouteCreate) -> None:
         robots.validate(data.kind, data.url, data.secret, data.language, data.mentions)
     except robots.InvalidRobotRoute as exc:
         raise InvalidRoute(str(exc)) from None
-    parts = urlsplit(data.url)
+    try:
+        parts = urlsplit(data.url)
+    except ValueError:  # e.g. an unclosed [IPv6 bracket: the client's error, not a 500
+        raise InvalidRoute("url must be an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRoute("url must be an http(s) URL")
     if data.min_severity not in set(Severity):

@@ -92,6 +92,8 @@ def test_a_robot_route_is_created_masked_and_tested_with_the_robot_answer(
         ({"kind": "dingtalk", "url": "http://127.0.0.1/robot/send"}, "access_token"),
         ({"kind": "dingtalk", "url": "http://127.0.0.1/robot/send?access_token=a b"}, "spaces"),
         ({"kind": "dingtalk", "url": "http://127.0.0.1:99999/x?access_token=a"}, "port"),
+        ({"kind": "dingtalk", "url": "http://[::1/robot/send?access_token=a"}, "valid URL"),
+        ({"kind": "standard", "url": "http://[::1/hook"}, "http"),
         ({"kind": "wecom", "url": "http://127.0.0.1/cgi-bin/webhook/send"}, "key="),
         ({"kind": "feishu", "url": "http://127.0.0.1/open-apis/bot/v2/hook/"}, "hook"),
         ({"kind": "wecom", "url": "http://127.0.0.1/s?key=k", "secret": "abc"}, "no signing"),

@@ -67,8 +67,12 @@ def validate_url(kind: str, url: str) -> None:
     and proxies are fine; which addresses may be reached is a separate rule)."""
     if any(ch.isspace() or not ch.isprintable() for ch in url):
         raise InvalidRobotRoute("url must not contain spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed [IPv6 bracket
+        raise InvalidRobotRoute("url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise InvalidRobotRoute("url must be an http(s) URL with a host")
     if parts.username or parts.password:
         raise InvalidRobotRoute("url must not carry a user name or password")
