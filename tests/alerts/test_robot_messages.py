@@ -111,6 +111,14 @@ def test_signatures_follow_the_documented_recipes() -> None:
     assert feishu.sign("abc", 1600000000) != feishu.sign("abc", 1600000001)
 
 
+def test_a_robot_answer_reaches_the_log_as_one_printable_line() -> None:
+    codes = dingtalk.CODES
+    code, message = codes.read(
+        {"errcode": 310000, "errmsg": "sign not match\nFAKE LOG LINE\x1b[31m"}
+    )
+    assert code == 310000 and "\n" not in message and "\x1b" not in message
+
+
 @pytest.mark.parametrize(
     ("url", "masked"),
     [

@@ -176,6 +176,8 @@ class Codes:
             return None, ""
         code = next((data[f] for f in self.code_fields if isinstance(data.get(f), int)), None)
         message = next((str(data[f]) for f in self.message_fields if data.get(f)), "")
+        # the answer is the receiver's text: one printable line before it reaches a log
+        message = "".join(ch for ch in " ".join(message.split()) if ch.isprintable())
         return code, message[:200]
 
 

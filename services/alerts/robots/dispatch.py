@@ -105,6 +105,7 @@ class RobotDispatcher:
             .join(route_t, route_t.c.id == outbox_t.c.route_id)
             .where(outbox_t.c.state == "pending", route_t.c.kind.in_(ROBOT_KINDS))
             .order_by(outbox_t.c.id)
+            .limit(self.limits.max_fold * 4)  # a backlog beyond this waits a pass
         )
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
