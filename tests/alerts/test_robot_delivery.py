@@ -209,3 +209,49 @@ def test_the_alert_service_delivers_robot_routes_with_its_dashboard_link(
     [request] = robot.accepted()
     assert request.signed
     assert f"https://duty.example.cn/board/#alert/{alert_id}" in text_of("feishu", request.body)
+
+
+def test_an_unreachable_robot_is_retried_and_its_url_never_logged(
+    seeded_engine: Engine, clock: Clock, robots: Robots, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = RobotReceiver("dingtalk", secret=SECRETS["dingtalk"], token="secrettoken0123456789ab")
+    url = closed.url
+    closed.close()  # nothing listens there any more (127.0.0.1)
+    route_id = add_route(seeded_engine, "dingtalk", url, secret=SECRETS["dingtalk"])
+    [(cp, site)] = list(checkpoints(seeded_engine, 1))
+    raise_fever(seeded_engine, clock, cp, site, "h:aaaa0004")
+    with caplog.at_level("DEBUG"):
+        robots.deliver()
+    assert outbox_states(seeded_engine, route_id) == [("pending", 1)]
+    [send] = sends(seeded_engine, route_id)
+    assert send["retryable"] is True and "ConnectError" in send["error"]
+    logged = caplog.text + str(send)
+    assert "secrettoken0123456789ab" not in logged and SECRETS["dingtalk"] not in logged
+    assert "retry in" in caplog.text
+
+
+def test_a_delivered_message_logs_no_url_as_the_services_log(
+    seeded_engine: Engine,
+    clock: Clock,
+    robots: Robots,
+    receivers: list[RobotReceiver],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from services.core.logs import setup_logging
+
+    robot = receiver(receivers, "dingtalk", clock, secret=SECRETS["dingtalk"])
+    add_route(seeded_engine, "dingtalk", robot.url, secret=SECRETS["dingtalk"])
+    [(cp, site)] = list(checkpoints(seeded_engine, 1))
+    raise_fever(seeded_engine, clock, cp, site, "h:aaaa0005")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging("DEBUG")  # the services' own set-up, at its most talkative
+        robots.deliver()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert len(robot.accepted()) == 1
+    assert robot.token not in capsys.readouterr().err  # httpx would log the URL at INFO
