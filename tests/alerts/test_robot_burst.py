@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -23,6 +24,7 @@ from tests.alerts.robot_support import (
     raise_fever,
     sends,
 )
+from tests.support import wait_until
 
 KINDS = ("wecom", "dingtalk", "feishu")
 SECRETS = {"wecom": "", "dingtalk": "SEC0123456789abcdefBURST", "feishu": "feishuBurst0123456789"}
@@ -123,3 +125,38 @@ def test_a_sustained_flood_stays_within_twenty_a_minute_and_loses_nothing(
         )
     finally:
         robot.close()
+
+
+@pytest.mark.parametrize("kind", ["dingtalk"])
+def test_a_burst_through_the_running_alert_service_is_folded_in_real_time(
+    kind: str, seeded_engine: Engine, make_settings: Any, mqtt_url: str
+) -> None:
+    """The alert service as deployed (its delivery thread, the real clock): 20 alerts
+    committed at once reach the robot in at most 16 requests, at least one a summary."""
+    from services.alerts.service import AlertService
+    from services.core.db import utcnow
+
+    robot = RobotReceiver(kind, secret=SECRETS[kind])
+    service = AlertService(make_settings(), seeded_engine)
+    try:
+        route_id = add_route(seeded_engine, kind, robot.url, secret=SECRETS[kind])
+        service.start()
+        started = time.perf_counter()
+        now = Clock(utcnow())
+        for n, (cp, site) in enumerate(checkpoints(seeded_engine, 20)):
+            raise_fever(seeded_engine, now, cp, site, f"h:live{n:04d}")
+        wait_until(
+            lambda: all(s == "delivered" for s, _ in outbox_states(seeded_engine, route_id)),
+            timeout=30,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        service.stop()
+        robot.close()
+    sent = every_row_delivered_once(seeded_engine, route_id, 20)
+    assert robot.refused() == [] and len(sent) <= 16
+    assert any(len(s["outbox_ids"]) > 1 for s in sent)
+    print(
+        f"\n{kind} via AlertService: 20 alerts -> {len(sent)} requests "
+        f"{[len(s['outbox_ids']) for s in sent]}, all delivered {elapsed:.2f} s after the first"
+    )
