@@ -27,6 +27,9 @@ from services.alerts.delivery import Deliverer, RetryPolicy
 from services.alerts.leader import Leadership
 from services.alerts.notifiers import MqttNotifier, Notifier, WebhookNotifier
 from services.alerts.processor import SOURCES, Processor, ensure_watermarks
+from services.alerts.robots import make_notifiers
+from services.alerts.robots.dispatch import RobotDispatcher
+from services.alerts.robots.messages import Context
 from services.alerts.rules_timed import Thresholds
 from services.alerts.timers import UNSCREENED_WATERMARK, TimerReport, Timers
 from services.core.db import get_engine, utcnow
@@ -80,6 +83,13 @@ class AlertService:
         )
         self.timers = Timers(self.engine, self.thresholds, clock)
         self.deliverer = Deliverer(self.engine, self.notifiers, clock, self.tuning.retry)
+        self.robots = RobotDispatcher(
+            self.engine,
+            Context(settings.dashboard_url, settings.timezone),
+            clock,
+            make_notifiers(self.tuning.webhook_timeout_s),
+            policy=self.tuning.retry,
+        )
         self.leadership = Leadership(self.engine)
         self._rows_wake = threading.Event()
         self._delivery_wake = threading.Event()
@@ -102,7 +112,7 @@ class AlertService:
         return report
 
     def deliver(self) -> int:
-        return self.deliverer.run_until_idle()
+        return self.deliverer.run_until_idle() + self.robots.deliver_due()
 
     # --- running -------------------------------------------------------------------
     def _mqtt_client(self) -> mqtt.Client:
@@ -169,6 +179,8 @@ class AlertService:
             thread.join(timeout=30)
         self.deliverer.close()
         self.webhooks.close()
+        for notifier in self.robots.notifiers.values():
+            getattr(notifier, "close", lambda: None)()
         self.client.disconnect()
         self.client.loop_stop()
         self.leadership.release()
