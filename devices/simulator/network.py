@@ -53,8 +53,9 @@ def read_credentials(path: str | Path) -> dict[str, Credentials]:
 
     - `checkpoint_id,username,password` (a header line is optional);
     - the `credentials.csv` of `cpmon devices provision` (`username,password,role,...`):
-      a `device` row's username is its checkpoint id, and the `cpm-simulator` account,
-      when present, serves every device that has no row of its own.
+      a `device` row's username is its checkpoint id (a revoked one, with no password,
+      is left out), and a `cpm-simulator` row, when present (an older file), serves
+      every device that has no row of its own.
     """
     with Path(path).open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.reader(handle) if row and not row[0].lstrip().startswith("#")]
@@ -66,7 +67,7 @@ def read_credentials(path: str | Path) -> dict[str, Credentials]:
         user, password, role = (header.index(n) for n in ("username", "password", "role"))
         for row in rows[1:]:
             cells = [cell.strip() for cell in row] + [""] * len(header)
-            if cells[role] == "device":
+            if cells[role] == "device" and cells[password]:
                 result[cells[user]] = Credentials(cells[user], cells[password])
             elif cells[user] == "cpm-simulator":
                 result[ANY_DEVICE] = Credentials(cells[user], cells[password])
@@ -79,6 +80,13 @@ def read_credentials(path: str | Path) -> dict[str, Credentials]:
             raise ValueError(f"{path}: row {number}: expected checkpoint_id,username,password")
         result[cells[0]] = Credentials(cells[1], cells[2])
     return result
+
+
+def device_client_id(checkpoint_id: str, credentials: dict[str, Credentials], template: str) -> str:
+    """A device with an account of its own connects as that account: the broker binds
+    every account to one client id, its username (docs/architecture.md)."""
+    own = credentials.get(checkpoint_id)
+    return own.username if own is not None else template.format(checkpoint_id=checkpoint_id)
 
 
 NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK reason: the broker delivered it to nobody
@@ -220,7 +228,7 @@ class DeviceNetwork:
         self.links = {
             cp_id: DeviceLink(
                 cp_id,
-                client_id_template.format(checkpoint_id=cp_id),
+                device_client_id(cp_id, credentials, client_id_template),
                 endpoint,
                 credentials.get(cp_id) or credentials.get(ANY_DEVICE),
                 ca_file,

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, exists, insert, select, update
+from sqlalchemy import Engine, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
@@ -89,6 +89,8 @@ class Deliverer:
             select(outbox_t, route_t.c.url, route_t.c.secret)
             .outerjoin(route_t, route_t.c.id == outbox_t.c.route_id)
             .where(outbox_t.c.state == "pending", outbox_t.c.next_attempt_at <= now, ~blocked)
+            # group robots are rate-limited per robot: robots/dispatch.py sends them
+            .where(or_(route_t.c.kind.is_(None), route_t.c.kind == "standard"))
             .order_by(outbox_t.c.id)
             .limit(limit)
         )
@@ -184,7 +186,7 @@ class Deliverer:
                 tries = conn.execute(select(outbox_t.c.attempts).where(row)).scalar_one()
                 delay = self.policy.delay(tries, result.retry_after_s, self.rng)
                 age = (now - created.get(message.outbox_id, now)).total_seconds()
-                give_up = age + delay > self.policy.give_up_after_s
+                give_up = not result.retryable or age + delay > self.policy.give_up_after_s
                 log.warning(
                     "delivery %s failed (attempt %d): %s%s",
                     message.message_id,

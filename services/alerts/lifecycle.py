@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from services.alerts import outbox, signing
+from services.alerts.robots import common as robots
 from services.alerts.store import add_history, alert_t, resolve_open, silence_t
 from services.core.db import utcnow
 from services.core.models.alerts import (
@@ -175,7 +176,14 @@ def lift_silence(
 
 
 def validate_route(data: WebhookRouteCreate) -> None:
-    parts = urlsplit(data.url)
+    try:
+        robots.validate(data.kind, data.url, data.secret, data.language, data.mentions)
+    except robots.InvalidRobotRoute as exc:
+        raise InvalidRoute(str(exc)) from None
+    try:
+        parts = urlsplit(data.url)
+    except ValueError:  # e.g. an unclosed [IPv6 bracket: the client's error, not a 500
+        raise InvalidRoute("url must be an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRoute("url must be an http(s) URL")
     if data.min_severity not in set(Severity):
@@ -183,7 +191,7 @@ def validate_route(data: WebhookRouteCreate) -> None:
     unknown = set(data.types or ()) - set(AlertType)
     if unknown:
         raise InvalidRoute(f"unknown alert types: {', '.join(sorted(unknown))}")
-    if data.secret is not None:
+    if data.secret is not None and data.kind == robots.STANDARD:
         try:
             signing.secret_key(data.secret)
         except signing.InvalidSecret as exc:
@@ -194,9 +202,8 @@ def create_route(session: Session, data: WebhookRouteCreate) -> WebhookRoute:
     """A new webhook route; its secret is generated unless given. Return the secret to
     the admin once: WebhookRoutePublic leaves it out."""
     validate_route(data)
-    route = WebhookRoute.model_validate(
-        data, update={"secret": data.secret or signing.new_secret()}
-    )
+    generated = signing.new_secret() if data.kind == robots.STANDARD else ""
+    route = WebhookRoute.model_validate(data, update={"secret": data.secret or generated})
     session.add(route)
     session.flush()
     return route

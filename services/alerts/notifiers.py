@@ -39,6 +39,12 @@ class DeliveryResult:
     status_code: int | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    # False: sending the same message again cannot succeed (a robot's "bad signature",
+    # "keyword missing", ...): the deliverer gives up at once, like Alertmanager's
+    # notifiers do
+    retryable: bool = True
+    answer: str | None = None  # the receiver's reply, shortened (shown by the API's test)
+    receiver_code: int | None = None  # a group robot's own errcode / code
 
 
 class Notifier(Protocol):

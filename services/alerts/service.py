@@ -26,6 +26,9 @@ from services.alerts.delivery import Deliverer, RetryPolicy
 from services.alerts.event_processor import SOURCES, Processor
 from services.alerts.leader import Leadership
 from services.alerts.notifiers import MqttNotifier, Notifier, WebhookNotifier
+from services.alerts.robots import make_notifiers
+from services.alerts.robots.dispatch import RobotDispatcher
+from services.alerts.robots.messages import Context
 from services.alerts.timed_processor import UNSCREENED_WATERMARK, TimerReport, Timers
 from services.alerts.timed_rules import Thresholds
 from services.alerts.watermark import ensure_watermarks
@@ -66,8 +69,14 @@ class AlertService:
             settings.alerts_gap_expiry_s,
         )
         self.timers = Timers(self.engine, self.thresholds, clock)
-        self.deliverer = Deliverer(
-            self.engine, self.notifiers, clock, RetryPolicy.from_settings(settings)
+        retry = RetryPolicy.from_settings(settings)
+        self.deliverer = Deliverer(self.engine, self.notifiers, clock, retry)
+        self.robots = RobotDispatcher(
+            self.engine,
+            Context(settings.dashboard_url, settings.timezone),
+            clock,
+            make_notifiers(settings.webhook_timeout_s),
+            policy=retry,
         )
         self.leadership = Leadership(self.engine)
         self.schedule = self._schedule()
@@ -87,12 +96,17 @@ class AlertService:
         return report
 
     def deliver(self) -> int:
-        return self.deliverer.run_until_idle()
+        return self.deliverer.run_until_idle() + self.robots.deliver_due()
 
     # --- running -------------------------------------------------------------------
     def _mqtt_client(self) -> mqtt.Client:
-        client_id = self.settings.alerts_client_id or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
+        # an account is bound to one client id, its username (services/deploy/acl.py);
         # the configured protocol (v5 unless CPM_MQTT_PROTOCOL says 3.1.1), like ingest
+        client_id = (
+            self.settings.alerts_client_id
+            or self.settings.mqtt.username
+            or f"cpm-alerts-{uuid.uuid4().hex[:8]}"
+        )
         client = new_client(self.settings, client_id)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = logged(self._on_connect)
@@ -123,6 +137,8 @@ class AlertService:
         self.schedule.shutdown()
         self.deliverer.close()
         self.webhooks.close()
+        for notifier in self.robots.notifiers.values():
+            getattr(notifier, "close", lambda: None)()
         self.client.disconnect()
         self.client.loop_stop()
         self.leadership.release()

@@ -70,6 +70,13 @@ class DatabaseCollector(Collector):
             "SELECT state, COUNT(*) FROM outbox GROUP BY state",
         ),
         (
+            "cpm_broker_sessions_lost",
+            "Times the broker came back without an ingest process's persistent session "
+            "(what was queued for it is lost), by client id",
+            "client_id",
+            "SELECT client_id, sessions_lost FROM broker_session",
+        ),
+        (
             "cpm_rows_stored",
             "Rows stored (passages and readings from the roll-ups, so no table scan)",
             "table",

@@ -62,6 +62,9 @@ def device_topic(prefix: str, checkpoint_id: str, kind: str) -> str:
     return str(DeviceTopic(prefix, checkpoint_id, kind))
 
 
+INGEST_GROUP = "ingest"  # the shared-subscription group of the ingest replicas
+
+
 def device_subscription(prefix: str) -> str:
     """Everything every device publishes."""
     return f"{prefix}/cp/#"  # wider than the valid topics, so bad ones are dead-lettered

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     # --- api ------------------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1")
     api_port: int = Field(default=8000)
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where duty staff open the dashboard: the links in robot messages "
+        "(WeCom, DingTalk, Feishu) point to an alert there.",
+    )
     retention_days: int = Field(default=0, ge=0, description="Delete raw rows older (0: keep).")
 
     @field_validator("log_level", mode="before")

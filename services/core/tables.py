@@ -40,6 +40,8 @@ from services.core.models.alerts import (
     WebhookRoute,
 )
 from services.core.models.auth import ApiKey, AuditLog
+from services.core.models.broker import BrokerSession
+from services.core.models.robots import RobotSend
 
 
 def table_of(model: Any) -> Table:
@@ -73,9 +75,12 @@ route_t = table_of(WebhookRoute)
 outbox_t = table_of(Outbox)
 attempt_t = table_of(DeliveryAttempt)
 watermark_t = table_of(Watermark)
+robot_send_t = table_of(RobotSend)
 # API
 api_key_t = table_of(ApiKey)
 audit_t = table_of(AuditLog)
+# ingest's record of its broker session
+broker_session_t = table_of(BrokerSession)
 
 
 def dialect_insert(conn: Connection, table: Table) -> Any:

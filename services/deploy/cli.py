@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -32,7 +33,9 @@ def register(subparsers: Any) -> None:
     devices = subparsers.add_parser("devices", help="device credentials for the broker")
     devices_sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
     prov = devices_sub.add_parser(
-        "provision", help="write the broker's password file, ACL and an installers' CSV"
+        "provision",
+        help="write the broker's accounts (dynamic-security.json), an installers' CSV and, "
+        "with --tls-hosts, its CA and server certificate",
     )
     prov.add_argument(
         "--checkpoints",
@@ -42,9 +45,27 @@ def register(subparsers: Any) -> None:
     prov.add_argument("--out", type=Path, required=True, help="directory (created if missing)")
     prov.add_argument("--rotate", default="", help="accounts that get a new password: cp-007,...")
     prov.add_argument(
-        "--simulator", action="store_true", help="also an account for the simulator (demo only)"
+        "--replicas", type=int, default=2, help="accounts for N ingest and N alerts processes"
     )
+    prov.add_argument(
+        "--tls-hosts",
+        default="",
+        help="broker host names or addresses devices connect to (mqtt.example.org,10.0.0.5): "
+        "creates OUT/certs/ca.crt (once) and a server certificate for them",
+    )
+    prov.add_argument(
+        "--renew-server-cert", action="store_true", help="a new server certificate, same CA"
+    )
+    _add_apply(prov)
     prov.set_defaults(func=cmd_provision)
+
+    rev = devices_sub.add_parser(
+        "revoke", help="disable accounts (a stolen device); `provision --rotate` restores them"
+    )
+    rev.add_argument("accounts", help="cp-007,...")
+    rev.add_argument("--out", type=Path, required=True, help="the provisioned directory")
+    _add_apply(rev)
+    rev.set_defaults(func=cmd_revoke)
 
     config = subparsers.add_parser("config", help="configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -98,8 +119,27 @@ def _registry_checkpoints(settings: Settings) -> list[str]:
         return list(conn.execute(select(checkpoint_t.c.id)).scalars())
 
 
+def _add_apply(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--apply",
+        metavar="URL",
+        default=None,
+        help="also change the running broker at once: mqtt(s)://cpm-admin:PASSWORD@host:port "
+        "(default: none; the broker reads the file when it starts)",
+    )
+    parser.add_argument("--ca-file", default=None, help="CA of the broker, for --apply mqtts://")
+
+
+def _control(args: argparse.Namespace) -> Any:
+    from services.deploy.dynsec import ControlClient
+
+    return ControlClient(args.apply, args.ca_file) if args.apply else contextlib.nullcontext()
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
+    from services.deploy.dynsec import ControlError
     from services.deploy.provision import provision
+    from services.deploy.tls import provision_tls
 
     settings = get_settings()
     if args.checkpoints.strip() == "all":
@@ -111,18 +151,39 @@ def cmd_provision(args: argparse.Namespace) -> int:
     else:
         checkpoints = _split(args.checkpoints)
     try:
-        result = provision(
-            args.out, settings.topic_prefix, checkpoints, _split(args.rotate), args.simulator
-        )
-    except ValueError as exc:
+        with _control(args) as control:
+            result = provision(
+                args.out, settings.topic_prefix, checkpoints, _split(args.rotate),
+                replicas=args.replicas, control=control,
+            )  # fmt: skip
+        if args.tls_hosts:
+            provision_tls(args.out / "certs", _split(args.tls_hosts), args.renew_server_cert)
+    except (ValueError, ControlError) as exc:
         print(f"cpmon devices provision: {exc}", file=sys.stderr)
         return 2
     print(
         f"{args.out}: {len(result.created)} created, {len(result.rotated)} rotated"
         f"{' (' + ', '.join(result.rotated) + ')' if result.rotated else ''}, "
-        f"{len(result.kept)} unchanged. Files: passwd, acl (for the broker), "
-        "credentials.csv (installers), services.env (docker compose)."
+        f"{len(result.kept)} unchanged{' (applied to the broker)' if args.apply else ''}. "
+        "Files: dynamic-security.json (the broker), credentials.csv (installers), "
+        f"services.env (docker compose){', certs/ (TLS)' if args.tls_hosts else ''}."
     )
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from services.deploy.dynsec import ControlError
+    from services.deploy.provision import revoke
+
+    settings = get_settings()
+    try:
+        with _control(args) as control:
+            result = revoke(args.out, settings.topic_prefix, _split(args.accounts), control)
+    except (ValueError, ControlError) as exc:
+        print(f"cpmon devices revoke: {exc}", file=sys.stderr)
+        return 2
+    where = "on the broker and in" if args.apply else "in (restart the broker to apply)"
+    print(f"revoked {', '.join(result.revoked)} {where} {args.out}/dynamic-security.json")
     return 0
 
 

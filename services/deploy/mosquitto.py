@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import glob
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Directives that say where things are on one machine; everything else is kept.
@@ -27,6 +29,8 @@ _LOCAL_DIRECTIVES = {
     "password_file",
     "acl_file",
     "allow_anonymous",
+    "plugin",
+    "plugin_opt_config_file",
     "log_dest",
     "user",
 }
@@ -40,8 +44,31 @@ autosave_interval 30
 max_queued_messages 0
 max_queued_bytes 536870912
 max_inflight_messages 100
+message_size_limit 8192
 max_packet_size 65536
 """
+
+# Where Debian's package (and the eclipse-mosquitto image) put the plugin.
+DYNSEC_PLUGIN_GLOBS = (
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+)
+
+
+def dynsec_plugin_path() -> Path:
+    for pattern in DYNSEC_PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    raise FileNotFoundError("mosquitto's dynamic-security plugin is not installed")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    port: int
+    certfile: Path
+    keyfile: Path
 
 
 def project_config_path() -> Path:
@@ -60,12 +87,13 @@ def adapt_config(
     port: int,
     data_dir: Path,
     bind: str = "127.0.0.1",
-    password_file: Path | None = None,
-    acl_file: Path | None = None,
+    dynsec_file: Path | None = None,
+    tls: TlsListener | None = None,
 ) -> str:
-    """The same configuration, listening on `bind:port` and keeping state in `data_dir`.
+    """The same configuration, listening on `bind:port` (and `tls`) and keeping state in
+    `data_dir`, its accounts in `dynsec_file` (the dynamic-security plugin's file).
 
-    Without a password file the broker admits anonymous clients; bind it to loopback.
+    Without accounts the broker admits anonymous clients; bind it to loopback.
     """
     kept = []
     for line in text.splitlines():
@@ -80,12 +108,21 @@ def adapt_config(
         # read a private temporary directory: run as whoever starts it.
         f"user {getpass.getuser()}",
     ]
-    if password_file is not None:
-        local += ["allow_anonymous false", f"password_file {password_file}"]
+    if tls is not None:
+        local += [
+            f"listener {tls.port} {bind}",
+            f"certfile {tls.certfile}",
+            f"keyfile {tls.keyfile}",
+            "tls_version tlsv1.2",
+        ]
+    if dynsec_file is not None:
+        local += [
+            "allow_anonymous false",
+            f"plugin {dynsec_plugin_path()}",
+            f"plugin_opt_config_file {dynsec_file}",
+        ]
     else:
         local.append("allow_anonymous true")
-    if acl_file is not None:
-        local.append(f"acl_file {acl_file}")
     # A listener must come before per-listener options in Mosquitto's file format,
     # but with per_listener_settings false every option is global: order is free.
     return "\n".join([*kept, "", "# --- this machine ---", *local]) + "\n"

@@ -29,10 +29,16 @@ from sqlalchemy import Engine
 
 from services.core.db import get_engine, utcnow
 from services.core.mqtt import connect_async, logged, network_alive, new_client
-from services.core.protocol import committed_topic, device_subscription, service_status_topic
+from services.core.protocol import (
+    INGEST_GROUP,
+    committed_topic,
+    device_subscription,
+    service_status_topic,
+)
 from services.core.settings import Settings
 from services.ingest.batch import is_transient
 from services.ingest.parse import Inbound
+from services.ingest.session import SessionLedger, judge
 from services.ingest.store import BatchOutcome
 from services.ingest.writer import ProcessWriter, ThreadWriter, WriteFailed, Writer
 
@@ -49,6 +55,7 @@ class IngestStats:
     batches: int = 0
     acked: int = 0
     db_retries: int = 0
+    sessions_lost: int = 0
 
     def add(self, outcome: BatchOutcome) -> None:
         self.stored += sum(outcome.stored.values())
@@ -62,6 +69,14 @@ def subscription_topic(settings: Settings) -> str:
     group = settings.ingest_shared_group
     # shared subscriptions are MQTT v5 (and the embedded 3.1.1 broker has none)
     return f"$share/{group}/{topic}" if group and settings.mqtt_protocol == "5" else topic
+
+
+def subscription_forms(settings: Settings) -> tuple[str, ...]:
+    """Every filter this ingest could have held before: plain, or shared in its group
+    (or the default group, when none is set now)."""
+    topic = device_subscription(settings.topic_prefix)
+    group = settings.ingest_shared_group or INGEST_GROUP
+    return (topic, f"$share/{group}/{topic}")
 
 
 class IngestService:
@@ -79,6 +94,9 @@ class IngestService:
             else ThreadWriter(engine or get_engine(settings.database_url), settings)
         )
         self.stats = IngestStats()
+        self.sessions = SessionLedger(
+            engine or get_engine(settings.database_url), settings.ingest_client_id
+        )
         self.database_ok = True
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_size)
         self._generation = 0
@@ -131,7 +149,30 @@ class IngestService:
             flags.session_present,
             topic,
         )
+        for stale in self._check_session(bool(flags.session_present), topic):
+            log.warning("unsubscribing %s, left in the session by an earlier setting", stale)
+            client.unsubscribe(stale)
         client.subscribe(topic, qos=1)
+
+    def _check_session(self, session_present: bool, topic: str) -> tuple[str, ...]:
+        """Judge the session the broker kept (or not); return subscriptions to drop."""
+        now = utcnow()
+        try:
+            record = self.sessions.load()
+            verdict = judge(record, session_present, topic, subscription_forms(self.settings), now)
+            self.sessions.connected(topic, self.settings.ingest_session_expiry_s, now, verdict.lost)
+        except Exception as error:  # the database may be away: judge next time
+            log.warning("cannot check the broker session (%s)", type(error).__name__)
+            return ()
+        if verdict.lost:
+            self.stats.sessions_lost += 1
+            log.error(
+                "broker_session_lost: the broker has no session for %s although it held "
+                "one (last seen %s); messages queued for it while it was away are lost",
+                self.settings.ingest_client_id,
+                record.last_seen_at.isoformat() if record else "never",
+            )
+        return verdict.stale_subscriptions
 
     def _on_subscribe(
         self,
@@ -157,6 +198,8 @@ class IngestService:
         properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
+        with contextlib.suppress(Exception):  # best effort: the database may be away too
+            self.sessions.left(utcnow())
         if not self._stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -48,12 +47,11 @@ class Setup:
             config_text,
             port=self.port,
             data_dir=tmp_path,
-            password_file=secrets / "passwd",
-            acl_file=secrets / "acl",
+            dynsec_file=secrets / "dynamic-security.json",
         )
         self.broker = MosquittoProcess(config, tmp_path, self.port).start()
         self.prefix = prefix
-        self.ingest_id = f"t-ingest-{uuid.uuid4().hex[:8]}"
+        self.ingest_id = "cpm-ingest-1"  # bound to its account
 
     def ingest(self) -> tuple[mqtt.Client, list[bytes]]:
         """Connect like ingest does: v5, clean_start=False, session never expires."""
@@ -61,7 +59,7 @@ class Setup:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.ingest_id, protocol=mqtt.MQTTv5
         )
-        client.username_pw_set("cpm-ingest", self.passwords["cpm-ingest"])
+        client.username_pw_set("cpm-ingest-1", self.passwords["cpm-ingest-1"])
         client.on_message = lambda _c, _u, message: received.append(bytes(message.payload))
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0xFFFFFFFF
@@ -71,11 +69,7 @@ class Setup:
         return client, received
 
     def publish_backlog(self) -> None:
-        device = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"t-cp-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv5,
-        )
+        device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cp-001", protocol=mqtt.MQTTv5)
         device.username_pw_set("cp-001", self.passwords["cp-001"])
         device.max_inflight_messages_set(100)
         device.max_queued_messages_set(0)

@@ -49,21 +49,23 @@ def test_every_app_command_is_a_cpmon_sub_command(name: str) -> None:
 def test_only_the_api_and_the_device_mqtt_port_are_published() -> None:
     published = {name: svc["ports"] for name, svc in SERVICES.items() if "ports" in svc}
     assert published == {
-        "mosquitto": ["${MQTT_DEVICE_PORT:-1883}:1883"],
+        "mosquitto": ["${MQTT_DEVICE_PORT:-8883}:8883"],  # TLS only; 1883 stays inside
         "api": ["${API_PORT:-8000}:8000"],
     }
     assert "--port" in SERVICES["api"]["command"]
     port = SERVICES["api"]["command"][SERVICES["api"]["command"].index("--port") + 1]
     assert port == "8000"
-    assert "listener 1883" in (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    config = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    assert "listener 1883" in config
+    assert "listener 8883\ncertfile /mosquitto/secrets/certs/server.crt" in config
 
 
 def test_two_ingest_replicas_share_one_group_with_distinct_ids() -> None:
     replicas = [env_of(SERVICES[name]) for name in ("ingest-1", "ingest-2")]
     assert {env["CPM_INGEST_SHARED_GROUP"] for env in replicas} == {"ingest"}
     assert len({env["CPM_INGEST_CLIENT_ID"] for env in replicas}) == 2
-    for env in replicas:
-        assert env["CPM_MQTT_URL"].startswith("mqtt://cpm-ingest:")
+    for env in replicas:  # each its own account, whose username is its client id
+        assert env["CPM_MQTT_URL"].startswith(f"mqtt://{env['CPM_INGEST_CLIENT_ID']}:")
 
 
 def test_environment_names_are_real_settings() -> None:
@@ -72,8 +74,8 @@ def test_environment_names_are_real_settings() -> None:
         for variable in env_of(SERVICES[name]):
             assert variable in settings_env, f"{name}: {variable} is not a setting"
     # .env.example documents every variable the compose file interpolates
-    documented = set(re.findall(r"(?m)^([A-Z_]+)=", (ROOT / ".env.example").read_text()))
-    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
+    documented = set(re.findall(r"(?m)^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text()))
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text()))
     assert used <= documented, f"undocumented: {used - documented}"
 
 
@@ -85,13 +87,17 @@ def test_volumes_are_named_and_declared_or_project_files() -> None:
             source, target = volume.split(":")[:2]
             assert target.startswith("/")
             if source.startswith("./"):
-                assert (ROOT / source).exists() or source == "./mosquitto/secrets", (name, source)
+                assert (ROOT / source).exists() or source.startswith("./mosquitto/secrets"), (
+                    name,
+                    source,
+                )
             else:
                 assert source in declared, (name, source)
     config = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
     assert "persistence_location /mosquitto/data/" in config
-    assert "password_file /mosquitto/secrets/passwd" in config
-    assert "acl_file /mosquitto/secrets/acl" in config
+    assert "plugin_opt_config_file /mosquitto/secrets/dynamic-security.json" in config
+    directives = {line.split()[0] for line in config.splitlines() if line and line[0] != "#"}
+    assert not {"acl_file", "password_file"} & directives
 
 
 def test_health_checks_and_restart_policies() -> None:

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from services.deploy.broker import EMBEDDED_USERNAME, BrokerUnavailable, plan_broker
-from services.deploy.mosquitto import adapt_config, project_config_text
+from services.deploy.mosquitto import (
+    TlsListener,
+    adapt_config,
+    dynsec_plugin_path,
+    project_config_text,
+)
 from services.deploy.up import UpOptions, api_address, service_specs
 from tests.support.env import TEST_SECRET, free_port
 
@@ -67,14 +72,25 @@ def test_without_mosquitto_the_embedded_broker_and_its_settings(tmp_path: Path) 
 def test_adapt_config_replaces_only_machine_specific_lines(tmp_path: Path) -> None:
     text = adapt_config(
         project_config_text(), port=1999, data_dir=tmp_path,
-        password_file=tmp_path / "passwd", acl_file=tmp_path / "acl",
+        dynsec_file=tmp_path / "dynsec.json",
+        tls=TlsListener(1998, tmp_path / "s.crt", tmp_path / "s.key"),
     )  # fmt: skip
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert [line for line in lines if line.startswith("listener")] == ["listener 1999 127.0.0.1"]
-    assert f"password_file {tmp_path}/passwd" in lines
-    assert "password_file /mosquitto/secrets/passwd" not in lines
+    assert [line for line in lines if line.startswith("listener")] == [
+        "listener 1999 127.0.0.1",
+        "listener 1998 127.0.0.1",
+    ]
+    assert f"plugin_opt_config_file {tmp_path}/dynsec.json" in lines
+    assert f"plugin {dynsec_plugin_path()}" in lines
+    assert f"certfile {tmp_path}/s.crt" in lines
+    assert not [line for line in lines if "/mosquitto/secrets" in line]
     assert "allow_anonymous false" in lines and "allow_anonymous true" not in lines
-    for kept in ("max_queued_messages 0", "max_queued_bytes 536870912", "autosave_interval 30"):
+    for kept in (
+        "max_queued_messages 0",
+        "max_queued_bytes 536870912",
+        "autosave_interval 30",
+        "message_size_limit 8192",
+    ):
         assert kept in lines
 
 

@@ -1,18 +1,26 @@
-"""Webhook routes (admin): where alerts are sent, and how their deliveries went."""
+"""Webhook routes (admin): where alerts are sent, and how their deliveries went.
+
+A route's URL and secret are credentials (a robot's URL carries its token): responses
+and the audit log show them masked (`robots.common.mask_url`), and only the generated
+`whsec_` secret of a standard route is returned, once, at creation."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from services.alerts import lifecycle
-from services.api.deps import AdminKey, SessionDep
+from services.alerts.robots import common as robots
+from services.alerts.robots.messages import Context
+from services.alerts.robots.probe import send_test
+from services.api.deps import AdminKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.routes.common import IntId, commit_audited, get_or_404
+from services.core.db import utcnow
 from services.core.models import Checkpoint, Site
 from services.core.models.alerts import (
     Outbox,
@@ -26,8 +34,24 @@ router = APIRouter(prefix="/webhooks", tags=["admin"])
 ERRORS = problem_responses(401, 403, 404, 409, 422)
 
 
-class WebhookRouteCreated(WebhookRoutePublic):
-    secret: str = Field(description="whsec_...: verify signatures with it; shown once")
+class WebhookRouteView(WebhookRoutePublic):
+    has_secret: bool = Field(description="A signing secret is set (never shown again)")
+
+
+class WebhookRouteCreated(WebhookRouteView):
+    secret: str = Field(
+        description="standard: the whsec_... secret to verify signatures with, shown once; "
+        "robots: the last characters of the secret you gave, or ''"
+    )
+
+
+class WebhookTestResult(BaseModel):
+    ok: bool
+    status_code: int | None = Field(description="HTTP status of the receiver's answer")
+    retryable: bool = Field(description="Whether the outbox would retry this failure")
+    robot_code: int | None = Field(description="The robot's errcode / code (robots only)")
+    error: str | None
+    answer: str | None = Field(description="The receiver's answer body, shortened")
 
 
 class WebhookRouteUpdate(BaseModel):
@@ -37,6 +61,9 @@ class WebhookRouteUpdate(BaseModel):
     types: list[str] | None = None
     escalation: bool | None = None
     enabled: bool | None = None
+    language: Literal["zh-CN", "en"] | None = None
+    mentions: list[str] | None = None
+    secret: str | None = Field(default=None, max_length=200, description="Write-only")
 
 
 class DeliveryPublic(BaseModel):
@@ -52,6 +79,24 @@ class DeliveryPublic(BaseModel):
     last_error: str | None
 
 
+def _view(route: WebhookRoute) -> WebhookRouteView:
+    data = route.model_dump()
+    data["url"] = robots.mask_url(route.url)
+    data["mentions"] = [robots.mask_mention(m) for m in route.mentions or []] or None
+    return WebhookRouteView.model_validate({**data, "has_secret": bool(route.secret)})
+
+
+def _audit_detail(values: dict[str, Any]) -> dict[str, Any]:
+    detail = {k: v for k, v in values.items() if k != "secret"}
+    if "url" in detail and detail["url"] is not None:
+        detail["url"] = robots.mask_url(str(detail["url"]))
+    if detail.get("mentions"):
+        detail["mentions"] = [robots.mask_mention(str(m)) for m in detail["mentions"]]
+    if "secret" in values:
+        detail["secret_changed"] = True
+    return detail
+
+
 def _check_refs(session: SessionDep, site_id: str | None, checkpoint_id: str | None) -> None:
     if site_id is not None and session.get(Site, site_id) is None:
         raise invalid_field("body.site_id", f"no site {site_id!r}")
@@ -59,17 +104,20 @@ def _check_refs(session: SessionDep, site_id: str | None, checkpoint_id: str | N
         raise invalid_field("body.checkpoint_id", f"no checkpoint {checkpoint_id!r}")
 
 
-@router.get("", response_model=list[WebhookRoutePublic], responses=ERRORS)
-def list_routes(session: SessionDep, _actor: AdminKey) -> list[WebhookRoute]:
-    return list(session.exec(select(WebhookRoute).order_by(col(WebhookRoute.id))))
+@router.get("", response_model=list[WebhookRouteView], responses=ERRORS)
+def list_routes(session: SessionDep, _actor: AdminKey) -> list[WebhookRouteView]:
+    """Routes with their URLs masked (a robot's URL is its credential)."""
+    return [_view(r) for r in session.exec(select(WebhookRoute).order_by(col(WebhookRoute.id)))]
 
 
 @router.post("", response_model=WebhookRouteCreated, status_code=201, responses=ERRORS)
 def create_route(
     body: WebhookRouteCreate, session: SessionDep, actor: AdminKey
 ) -> WebhookRouteCreated:
-    """Alerts matching site / checkpoint / minimum severity / types are POSTed to `url`,
-    signed per Standard Webhooks with the route's secret (returned here, once)."""
+    """Alerts matching site / checkpoint / minimum severity / types are POSTed to `url`:
+    `standard` routes signed per Standard Webhooks with the route's secret (returned
+    here, once); `wecom`, `dingtalk`, `feishu` routes as that group robot's message,
+    signed with the robot's secret when it has one (docs/alerts.md)."""
     _check_refs(session, body.site_id, body.checkpoint_id)
     try:
         route = lifecycle.create_route(session, body)
@@ -80,22 +128,25 @@ def create_route(
         actor,
         "webhook_route.create",
         f"webhook_route/{route.id}",
-        body.model_dump(exclude={"secret"}),
+        _audit_detail(body.model_dump()),
         route,
     )
-    return WebhookRouteCreated.model_validate(route.model_dump())
+    shown = route.secret if route.kind == robots.STANDARD else robots.mask_secret(route.secret)
+    return WebhookRouteCreated.model_validate({**_view(route).model_dump(), "secret": shown})
 
 
-@router.patch("/{route_id}", response_model=WebhookRoutePublic, responses=ERRORS)
+@router.patch("/{route_id}", response_model=WebhookRouteView, responses=ERRORS)
 def update_route(
     route_id: IntId, body: WebhookRouteUpdate, session: SessionDep, actor: AdminKey
-) -> WebhookRoute:
+) -> WebhookRouteView:
     route: WebhookRoute = get_or_404(session, WebhookRoute, route_id, "webhook route")
     changes = body.model_dump(exclude_unset=True)
-    for name in ("name", "url", "min_severity", "escalation", "enabled"):
+    for name in ("name", "url", "min_severity", "escalation", "enabled", "language", "secret"):
         if name in changes and changes[name] is None:
             raise invalid_field(f"body.{name}", "may not be null")
-    merged = WebhookRouteCreate.model_validate({**route.model_dump(), **changes, "secret": None})
+    merged = WebhookRouteCreate.model_validate(
+        {**route.model_dump(), **changes, "secret": changes.get("secret")}
+    )
     try:
         lifecycle.validate_route(merged)
     except lifecycle.InvalidRoute as exc:
@@ -104,9 +155,41 @@ def update_route(
         setattr(route, name, value)
     session.add(route)
     commit_audited(
-        session, actor, "webhook_route.update", f"webhook_route/{route_id}", changes, route
+        session,
+        actor,
+        "webhook_route.update",
+        f"webhook_route/{route_id}",
+        _audit_detail(changes),
+        route,
     )
-    return route
+    return _view(route)
+
+
+@router.post("/{route_id}/test", response_model=WebhookTestResult, responses=ERRORS)
+def test_route(
+    route_id: IntId, session: SessionDep, actor: AdminKey, settings: SettingsDep
+) -> WebhookTestResult:
+    """Send a test message to the route's receiver now and return its answer (for a
+    robot: its own code, e.g. DingTalk 310000 when the signature or keyword is wrong).
+    A robot's test counts against its rate limit like any message."""
+    route: WebhookRoute = get_or_404(session, WebhookRoute, route_id, "webhook route")
+    ctx = Context(settings.dashboard_url, settings.timezone)
+    result = send_test(session.connection(), route.model_dump(), ctx, utcnow())
+    commit_audited(
+        session,
+        actor,
+        "webhook_route.test",
+        f"webhook_route/{route_id}",
+        {"ok": result.ok, "status_code": result.status_code, "robot_code": result.receiver_code},
+    )
+    return WebhookTestResult(
+        ok=result.ok,
+        status_code=result.status_code,
+        retryable=result.retryable,
+        robot_code=result.receiver_code,
+        error=result.error,
+        answer=result.answer,
+    )
 
 
 @router.get("/{route_id}/deliveries", response_model=list[DeliveryPublic], responses=ERRORS)

@@ -2,6 +2,7 @@
 
 from services.core.models.alerts import Alert, Outbox  # noqa: F401  (and every alert table)
 from services.core.models.auth import ApiKey, AuditLog  # noqa: F401  (API keys, audit)
+from services.core.models.broker import BrokerSession
 from services.core.models.events import (
     CheckpointState,
     CoverageRollup,
@@ -21,8 +22,10 @@ from services.core.models.registry import (
     Staff,
     Vehicle,
 )
+from services.core.models.robots import RobotSend  # noqa: F401  (requests to group robots)
 
 __all__ = [
+    "BrokerSession",
     "Checkpoint",
     "CheckpointState",
     "CoverageRollup",

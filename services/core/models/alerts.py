@@ -203,19 +203,37 @@ class WebhookRouteBase(SQLModel):
         "in time) instead of first notices",
     )
     enabled: bool = Field(default=True)
+    kind: str = Field(
+        default="standard",
+        max_length=16,
+        description="standard (signed JSON) | wecom | dingtalk | feishu (group robots)",
+    )
+    language: str = Field(default="zh-CN", max_length=8, description="Robot messages: zh-CN | en")
+    mentions: list[str] | None = Field(
+        default=None,
+        sa_type=JSON,
+        description="Who a robot @-mentions on critical alerts: phone numbers (WeCom, "
+        "DingTalk) or Feishu user ids (ou_..., or all)",
+    )
 
 
 class WebhookRoute(WebhookRouteBase, table=True):
     __tablename__ = "webhook_route"
 
     id: int | None = Field(default=None, primary_key=True)
-    secret: str = Field(max_length=200, description="whsec_<base64>, Standard Webhooks")
+    secret: str = Field(
+        max_length=200,
+        description="whsec_<base64> (standard); the robot's signing secret, or '' (robots)",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class WebhookRouteCreate(WebhookRouteBase):
     secret: str | None = Field(
-        default=None, max_length=200, description="whsec_<base64>; generated when omitted"
+        default=None,
+        max_length=200,
+        description="standard: whsec_<base64>, generated when omitted; dingtalk/feishu: "
+        "the robot's signing secret (if it has one); wecom: none",
     )
 
 

@@ -7,6 +7,7 @@ import { coverageChart, passagesChart } from "./charts.js";
 import { showDetail } from "./detail.js";
 import { addDays, dateTime, localDate, localMidnight, setTimezone } from "./format.js";
 import { renderGauges } from "./gauges.js";
+import { RobotRoutes } from "./robots.js";
 import { initLang, lang, onLangChange, setLang, t } from "./i18n.js";
 
 const BOARD_REFRESH_MS = 10_000;
@@ -75,6 +76,8 @@ const feed = new AlertFeed({
   onChange: () => scheduleBoardRefresh(),
   onError: handleError,
 });
+
+const robots = new RobotRoutes({ panel: $("#robots-panel"), onError: handleError });
 
 function siteName(siteId) {
   const site = state.sites.find((s) => s.id === siteId);
@@ -151,6 +154,15 @@ async function openDetail(checkpointId) {
   }
 }
 
+// A robot message links to `#alert/<id>`: show that alert's checkpoint and summary.
+async function openLinkedAlert() {
+  const match = /^#alert\/(\d+)$/.exec(location.hash);
+  if (!match) return;
+  const alert = await api.alert(Number(match[1]));
+  toast(alert.summary);
+  await openDetail(alert.checkpoint_id);
+}
+
 // --- sign-in and the running dashboard ---------------------------------------------
 function every(ms, task) {
   state.timers.push(setInterval(() => task().catch(handleError), ms));
@@ -174,6 +186,8 @@ async function startDashboard() {
   every(BOARD_REFRESH_MS, refreshBoard);
   every(TODAY_REFRESH_MS, refreshToday);
   every(RANGE_REFRESH_MS, refreshRange);
+  if (!state.me?.role || state.me.role === "admin") robots.load().catch(handleError);
+  openLinkedAlert().catch(handleError);
   document.body.dataset.ready = "true";
 }
 
@@ -186,6 +200,7 @@ function signOut(message) {
   delete document.body.dataset.ready;
   $("#app").hidden = true;
   $("#sign-out").hidden = true;
+  $("#robots-panel").hidden = true;
   $("#signin").hidden = false;
   $("#signin-error").textContent = message || "";
   $("#api-key").value = "";
@@ -213,6 +228,10 @@ function wire() {
     if (key) signIn(key).catch(handleError);
   });
   $("#sign-out").addEventListener("click", () => signOut());
+  robots.wire();
+  window.addEventListener("hashchange", () => {
+    if (state.me) openLinkedAlert().catch(handleError);
+  });
   $("#lang-toggle").addEventListener("click", () => setLang(lang() === "zh-CN" ? "en" : "zh-CN"));
   $("#sound-toggle").addEventListener("click", () => {
     feed.unlockAudio();
@@ -236,6 +255,7 @@ function wire() {
     if (state.today) renderGauges($("#gauges-today"), state.today.total);
     if (state.range) renderGauges($("#gauges-range"), state.range.total);
     drawCharts();
+    if (!$("#robots-panel").hidden) robots.render();
     const dialog = $("#detail");
     if (dialog.open && dialog.dataset.checkpoint) openDetail(dialog.dataset.checkpoint);
   });
