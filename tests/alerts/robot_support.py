@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.alerts.rules import Finding
 from sqlalchemy import Engine, select, text
 from sqlmodel import Session
 
 from services.alerts import lifecycle
+from services.alerts.event_rules import Finding
 from services.alerts.robots import make_notifiers
 from services.alerts.robots.dispatch import RobotDispatcher, RobotLimits
 from services.alerts.robots.messages import Context
 from services.alerts.store import escalate_due, raise_alert
 from services.core.models.alerts import AlertType, WebhookRouteCreate
 from services.core.models.robots import RobotSend
-from services.core.utils import table_of
+from services.core.tables import table_of
 
 DASHBOARD = "http://127.0.0.1:8000"
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)  # 16:00 in Shanghai

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.core.models.alerts import Outbox
-from services.core.utils import table_of
+from services.core.tables import table_of
 from tests.alerts.robot_receivers import RobotReceiver, text_of
 from tests.alerts.robot_support import (
     Clock,
