@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
@@ -53,6 +53,17 @@ class RetryPolicy:
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, self.retry_after_cap_s))
         return delay
+
+
+def mark_delivered(conn: Connection, rows: ColumnElement[bool], now: datetime) -> None:
+    """Outbox rows done: delivered now, the successful attempt counted."""
+    conn.execute(
+        update(outbox_t)
+        .where(rows)
+        .values(
+            state="delivered", delivered_at=now, attempts=outbox_t.c.attempts + 1, last_error=None
+        )
+    )
 
 
 class Deliverer:
@@ -170,16 +181,7 @@ class Deliverer:
                 row = outbox_t.c.id == message.outbox_id
                 if result.ok:
                     self.delivered += 1
-                    conn.execute(
-                        update(outbox_t)
-                        .where(row)
-                        .values(
-                            state="delivered",
-                            delivered_at=now,
-                            attempts=outbox_t.c.attempts + 1,
-                            last_error=None,
-                        )
-                    )
+                    mark_delivered(conn, row, now)
                     continue
                 self.failed_attempts += 1
                 conn.execute(update(outbox_t).where(row).values(attempts=outbox_t.c.attempts + 1))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
 
-from services.alerts.delivery import RetryPolicy
+from services.alerts.delivery import RetryPolicy, mark_delivered
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
 from services.alerts.robots import make_notifiers, render
 from services.alerts.robots.common import ROBOT_KINDS, RobotRoute
@@ -245,16 +245,7 @@ class RobotDispatcher:
             )
             rows = outbox_t.c.id.in_(ids)
             if result.ok:
-                conn.execute(
-                    update(outbox_t)
-                    .where(rows)
-                    .values(
-                        state="delivered",
-                        delivered_at=now,
-                        attempts=outbox_t.c.attempts + 1,
-                        last_error=None,
-                    )
-                )
+                mark_delivered(conn, rows, now)
                 return
             tries = max(item.attempts for item in items) + 1
             delay = self.policy.delay(tries, result.retry_after_s, self.rng)
