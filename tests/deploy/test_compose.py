@@ -95,9 +95,9 @@ def report() -> Iterator[Report]:
 def stack(tmp_path_factory: pytest.TempPathFactory, report: Report) -> Iterator[Stack]:
     started = time.monotonic()
     docker = Docker()
-    docker.ensure(REPORT_DIR / "dockerd.log")
     stack: Stack | None = None
     try:
+        docker.ensure(REPORT_DIR / "dockerd.log")
         t0 = time.monotonic()
         images = subprocess.run(
             [str(ROOT / "scripts" / "images")], capture_output=True, text=True, timeout=1800
