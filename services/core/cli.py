@@ -23,6 +23,12 @@ def register(subparsers: Any) -> None:
     seed.add_argument("--demo", action="store_true", help="the synthetic demo community")
     seed.add_argument("--seed", type=int, default=2020, help="random seed of the demo")
     seed.add_argument("--people", type=int, default=69_000, help="demo population")
+    seed.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="load nothing, successfully, when the registry already holds sites "
+        "(the compose demo seeds on every start)",
+    )
     seed.set_defaults(func=cmd_seed)
 
 
@@ -47,16 +53,18 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from services.core.demo import generate_community
-    from services.core.seed import load_demo
+    from services.core.seed import load_demo, registry_is_empty
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
     if not args.demo:
         print("cpmon seed: say what to load: --demo (CSV import: see `cpmon registry import`)")
         return 2
+    engine = get_engine(settings.database_url)
+    if args.if_empty and not registry_is_empty(engine):
+        print("cpmon seed: the registry already holds sites; nothing loaded")
+        return 0
     community = generate_community(seed=args.seed, people=args.people)
-    counts = load_demo(
-        get_engine(settings.database_url), community, settings.id_hash_secret.get_secret_value()
-    )
+    counts = load_demo(engine, community, settings.id_hash_secret.get_secret_value())
     print("loaded demo community: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0

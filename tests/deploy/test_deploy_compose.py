@@ -16,8 +16,8 @@ from services.core.settings import Settings
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-APP_SERVICES = [name for name, svc in SERVICES.items() if svc.get("image", "").startswith(
-    "checkpoint-monitor")]  # fmt: skip
+APP_SERVICES = [name for name, svc in SERVICES.items() if "CPM_APP_IMAGE" in svc.get("image", "")]
+ONE_SHOT = {"migrate", "seed"}
 REAL_BINARIES = {"mosquitto_sub", "pg_isready", "python", "CMD", "CMD-SHELL"}
 
 
@@ -30,10 +30,13 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 def test_the_expected_services_exist() -> None:
     assert {"mosquitto", "postgres", "migrate", "ingest-1", "ingest-2", "alerts", "api",
             "simulator", "retention"} <= set(SERVICES)  # fmt: skip
-    assert SERVICES["mosquitto"]["image"] == "eclipse-mosquitto:2"
-    assert SERVICES["postgres"]["image"].startswith("postgres:")
-    assert SERVICES["simulator"]["profiles"] == ["demo"]
-    for name in set(SERVICES) - {"simulator"}:
+    # public images by default, the ones scripts/images builds when .env says so
+    assert SERVICES["mosquitto"]["image"] == "${CPM_MOSQUITTO_IMAGE:-eclipse-mosquitto:2}"
+    assert SERVICES["postgres"]["image"] == "${CPM_POSTGRES_IMAGE:-postgres:16}"
+    assert SERVICES["api"]["image"] == "${CPM_APP_IMAGE:-checkpoint-monitor:latest}"
+    for name in ("seed", "simulator"):
+        assert SERVICES[name]["profiles"] == ["demo"]
+    for name in set(SERVICES) - {"seed", "simulator"}:
         assert "profiles" not in SERVICES[name], f"{name} must run without a profile"
 
 
@@ -101,24 +104,30 @@ def test_volumes_are_named_and_declared_or_project_files() -> None:
 
 
 def test_health_checks_and_restart_policies() -> None:
-    for name in ("mosquitto", "postgres", "api"):
+    for name in set(SERVICES) - ONE_SHOT:  # every long-running service
         test = SERVICES[name]["healthcheck"]["test"]
         binary = shlex.split(test[1])[0] if test[0] == "CMD-SHELL" else test[1]
         assert binary in REAL_BINARIES, (name, binary)
+        if test[1:4] == ["python", "-m", "services.deploy.health"]:
+            assert {"--broker", "--database"} & set(test[4:]), name
     for name, svc in SERVICES.items():
-        expected = "no" if name == "migrate" else "unless-stopped"
+        expected = "no" if name in ONE_SHOT else "unless-stopped"
         assert svc["restart"] == expected, name
     for name in APP_SERVICES:
-        if name not in ("migrate",):
+        if name != "migrate":
             depends = SERVICES[name]["depends_on"]
-            assert depends["migrate"]["condition"] == "service_completed_successfully"
+            if "migrate" in depends:
+                assert depends["migrate"]["condition"] == "service_completed_successfully"
+            else:  # the simulator: after the seed, which runs after migrate
+                assert depends["seed"]["condition"] == "service_completed_successfully"
     assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_installs_the_console_script() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11" in dockerfile
+    assert "ARG BASE=python:3.11-slim\nFROM ${BASE}" in dockerfile
+    assert "pip install --require-hashes --no-deps -r /tmp/lock.txt" in dockerfile
     assert "pip install --no-deps ." in dockerfile
-    assert "USER cpm" in dockerfile
+    assert "USER 10001:10001" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored and "mosquitto/secrets/" in ignored

@@ -32,6 +32,11 @@ SCENARIOS = {
     "6": "bad input (hypothesis)",
     "7": "webhook receiver down 10 min (simulated clock)",
     "8": "two ingest + two alert processes",
+    # tests/deploy/test_compose.py: the compose stack, a container's process SIGKILLed
+    # while the simulator plays an hour, its restart policy bringing it back
+    "9": "compose: an ingest replica's container crashed",
+    "10": "compose: the broker's container crashed",
+    "11": "compose: PostgreSQL's container crashed",
 }
 
 
