@@ -136,8 +136,13 @@ def test_a_device_publishes_only_its_five_topics_within_the_size_limit(
     ]
     for topic in forbidden:
         for retain in (False, True):
+            attacker = as_attacker(broker)  # a refusal may also end the connection
             answer = attacker.publish(topic, b"junk", retain=retain)
-            assert answer is not None and answer.getName() == "Not authorized", topic
+            attacker.close()
+            # refused: PUBACK 0x87, or (seen now and then on 2.0.11) the connection
+            # ended instead; never accepted, and nothing of it is delivered (below)
+            assert answer is None or answer.getName() == "Not authorized", topic
+    attacker = as_attacker(broker)
     # 8 KiB is the protocol's limit: one byte more is refused by the broker itself
     assert attacker.publish(own[1], b"x" * 8192).getName() == "Success"  # type: ignore[union-attr]
     assert attacker.publish(own[1], b"x" * 8193) is None  # disconnected, not stored
@@ -163,8 +168,8 @@ def test_services_have_only_their_own_rights(broker: SecureBroker, topic_prefix:
     ]
     for username, topic in refused_publish:
         client = login(broker, username)
-        answer = client.publish(topic, b"no")
-        assert answer is not None and answer.getName() == "Not authorized", (username, topic)
+        answer = client.publish(topic, b"no")  # None: refused by ending the connection
+        assert answer is None or answer.getName() == "Not authorized", (username, topic)
         client.close()
     refused_subscribe = [
         ("cpm-alerts-1", f"$share/ingest/{topic_prefix}/cp/#"),
