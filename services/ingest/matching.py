@@ -28,7 +28,8 @@ Lane = tuple[str, str]  # (checkpoint_id, direction)
 Key = tuple[datetime, int]  # (ts, id): the order of a lane and of its index
 Item = OpenPassage | OpenReading
 EdgeKey = tuple[timedelta, int, int, int]
-FIRST_READ = 4  # partners read per seeker and side at first
+FIRST_READ = 2  # partners read per seeker and side at first
+SPAN_READ = 4  # a sparse window is read whole if it holds under this many per seeker
 MAX_READ = 1024  # the largest later read
 BELOW, ABOVE = -1, 1 << 62  # ids around any real id, for keys at a timestamp's edges
 
@@ -47,6 +48,13 @@ class Seek:
 class PartnerSource(Protocol):
     def read(self, seeks: Sequence[Seek], limit: int) -> list[list[Item]]:
         """Per seek, its partners in the seek's order, at most `limit`."""
+        ...
+
+    def read_span(
+        self, lanes: Sequence[Lane], first: datetime, last: datetime, limit: int
+    ) -> list[Item] | None:
+        """Every partner of `lanes` (any checkpoint of them with any direction of them)
+        with first <= ts <= last, or None when there are more than `limit`."""
         ...
 
 
@@ -85,8 +93,9 @@ class LoadedLane:
     cost: MatchCost
     free: list[Key] = field(default_factory=list)
     items: dict[int, Item] = field(default_factory=dict)
-    spans: list[tuple[Key, Key]] = field(default_factory=list)  # sorted, disjoint
-    starts: list[Key] = field(default_factory=list)  # the spans' first keys
+    # the key ranges read completely: sorted, disjoint, [starts[i], ends[i]]
+    starts: list[Key] = field(default_factory=list)
+    ends: list[Key] = field(default_factory=list)
     next_read: int = FIRST_READ
 
     def add(self, seek: Seek, rows: list[Item], limit: int) -> None:
@@ -105,38 +114,35 @@ class LoadedLane:
     def _cover(self, lo: Key, hi: Key) -> None:
         if lo > hi:
             return
-        kept: list[tuple[Key, Key]] = []
-        for a, b in self.spans:
-            if b < lo or a > hi:
-                kept.append((a, b))
-            else:
-                lo, hi = min(lo, a), max(hi, b)
-        kept.append((lo, hi))
-        kept.sort()
-        self.spans = kept
-        self.starts = [a for a, _ in kept]
+        i = bisect_left(self.ends, lo)  # the first span that ends at or after lo
+        j = bisect_right(self.starts, hi)  # past the last span that starts by hi
+        if i < j:
+            lo, hi = min(lo, self.starts[i]), max(hi, self.ends[j - 1])
+        self.starts[i:j] = [lo]
+        self.ends[i:j] = [hi]
 
     def _span_at(self, key: Key) -> tuple[Key, Key] | None:
         i = bisect_right(self.starts, key) - 1
-        if i >= 0 and key <= self.spans[i][1]:
-            return self.spans[i]
+        if i >= 0 and key <= self.ends[i]:
+            return self.starts[i], self.ends[i]
         return None
 
-    def _read_more(self, seek: Seek) -> None:
-        limit = self.next_read
+    def _read_more(self, seek: Seek, want: int) -> None:
+        limit = min(MAX_READ, max(self.next_read, want + FIRST_READ))
         self.next_read = min(MAX_READ, self.next_read * 2)
         (rows,) = self.source.read([seek], limit)
         self.cost.reads += 1
         self.cost.rows += len(rows)
         self.add(seek, rows, limit)
 
-    def first_after(self, start: Key, last_ts: datetime) -> Item | None:
-        """The free partner with the smallest key >= start and ts <= last_ts."""
+    def first_after(self, start: Key, last_ts: datetime, want: int = 1) -> Item | None:
+        """The free partner with the smallest key >= start and ts <= last_ts; `want`:
+        how many seekers will ask here (read that many at once)."""
         key = start
         while True:
             span = self._span_at(key)
             if span is None:
-                self._read_more(Seek(self.lane, key, last_ts, True))
+                self._read_more(Seek(self.lane, key, last_ts, True), want)
                 continue
             i = bisect_left(self.free, key)
             if i < len(self.free) and self.free[i] <= span[1]:
@@ -146,13 +152,13 @@ class LoadedLane:
                 return None
             key = (span[1][0], span[1][1] + 1)
 
-    def last_before(self, start: Key, first_ts: datetime) -> Item | None:
+    def last_before(self, start: Key, first_ts: datetime, want: int = 1) -> Item | None:
         """The free partner with the largest key <= start and ts >= first_ts."""
         key = start
         while True:
             span = self._span_at(key)
             if span is None:
-                self._read_more(Seek(self.lane, key, first_ts, False))
+                self._read_more(Seek(self.lane, key, first_ts, False), want)
                 continue
             i = bisect_right(self.free, key) - 1
             if i >= 0 and self.free[i] >= span[0]:
@@ -184,6 +190,10 @@ class _Seekers:
         while self.lo <= self.hi and self.members[self.lo].id in taken:
             self.lo += 1
         return self.members[self.lo] if self.lo <= self.hi else None
+
+    def size(self) -> int:
+        """At most how many are still free."""
+        return len(self.members) if self.hi is None else self.hi - self.lo + 1
 
     def last(self, taken: set[int]) -> Item | None:
         if self.hi is None:
@@ -219,25 +229,44 @@ class Matcher:
             self._lanes[(of_passages, lane)] = loaded
         return loaded
 
-    def _prefetch(self, of_passages: bool, seekers: Iterable[Item]) -> None:
-        """One read for the first few partners on both sides of every seeker."""
-        seeks = {
+    def _prefetch(self, of_passages: bool, points: Iterable[tuple[Lane, datetime]]) -> None:
+        """One read for the first few partners on both sides of every seeker's time."""
+        seeks = [
             Seek(lane, start, bound, ascending)
-            for s in seekers
-            for lane in [(s.checkpoint_id, s.direction)]
+            for lane, ts in sorted(points)
             for start, bound, ascending in (
-                ((s.ts, 0), s.ts + self.window, True),
-                ((s.ts, BELOW), s.ts - self.window, False),
+                ((ts, BELOW), ts - self.window, False),
+                ((ts, 0), ts + self.window, True),
             )
-        }
+        ]
         if not seeks:
             return
-        ordered = sorted(seeks, key=lambda s: (s.lane, s.start, s.ascending))
-        results = self._sources[of_passages].read(ordered, FIRST_READ)
+        results = self._sources[of_passages].read(seeks, FIRST_READ)
         self.cost.reads += 1
-        for seek, rows in zip(ordered, results, strict=True):
+        for seek, rows in zip(seeks, results, strict=True):
             self.cost.rows += len(rows)
             self._lane(of_passages, seek.lane).add(seek, rows, FIRST_READ)
+
+    def _read_span(self, of_passages: bool, points: list[tuple[Lane, datetime]]) -> bool:
+        """The common case, a sparse window: one bounded read of everything the seekers
+        could pair with. False when it holds too many (then each seeker reads its own)."""
+        lanes = sorted({lane for lane, _ in points})
+        first = min(ts for _, ts in points) - self.window
+        last = max(ts for _, ts in points) + self.window
+        limit = SPAN_READ * len(points) + 64
+        rows = self._sources[of_passages].read_span(lanes, first, last, limit)
+        self.cost.reads += 1
+        if rows is None:
+            self.cost.rows += limit
+            return False
+        self.cost.rows += len(rows)
+        by_lane: dict[Lane, list[Item]] = {}
+        for item in rows:
+            by_lane.setdefault((item.checkpoint_id, item.direction), []).append(item)
+        for lane in lanes:
+            seek = Seek(lane, (first, BELOW), last, True)
+            self._lane(of_passages, lane).add(seek, by_lane.get(lane, []), limit + 1)
+        return True
 
     def _best(self, group: _Seekers) -> tuple[EdgeKey, Item, Item] | None:
         """The group's best free pair: (edge key, its seeker, the partner)."""
@@ -248,9 +277,10 @@ class Matcher:
         assert last is not None
         lane = self._lane(group.of_readings, (first.checkpoint_id, first.direction))
         best: tuple[EdgeKey, Item, Item] | None = None
+        want = group.size()
         for partner in (
-            lane.last_before((first.ts, BELOW), first.ts - self.window),
-            lane.first_after((first.ts, 0), first.ts + self.window),
+            lane.last_before((first.ts, BELOW), first.ts - self.window, want),
+            lane.first_after((first.ts, 0), first.ts + self.window, want),
         ):
             if partner is None:
                 continue
@@ -268,8 +298,6 @@ class Matcher:
         taken_p, taken_r = self._taken[True], self._taken[False]
         free_r = [r for r in readings if r.id not in taken_r]
         free_p = [p for p in passages if p.id not in taken_p]
-        self._prefetch(True, free_r)
-        self._prefetch(False, free_p)
         # seekers at one time in one lane share their candidates (a stuck clock): one
         # heap entry for all of them, so their contention costs no more than one seeker
         groups: dict[tuple[bool, Lane, datetime], _Seekers] = {}
@@ -278,6 +306,10 @@ class Matcher:
             of_readings = isinstance(seeker, OpenReading)
             where = (of_readings, (seeker.checkpoint_id, seeker.direction), seeker.ts)
             groups.setdefault(where, _Seekers(of_readings)).members.append(seeker)
+        for of_readings in (True, False):
+            points = [(lane, ts) for (kind, lane, ts) in groups if kind is of_readings]
+            if points and not self._read_span(of_readings, points):
+                self._prefetch(of_readings, points)
         heap: list[tuple[EdgeKey, int, _Seekers, Item, Item]] = []
         for n, group in enumerate(groups.values()):
             group.members.sort(key=lambda item: item.id)
@@ -333,6 +365,19 @@ class SortedPartners:
             self._items[item.id] = item
         for keys in self._lanes.values():
             keys.sort()
+
+    def read_span(
+        self, lanes: Sequence[Lane], first: datetime, last: datetime, limit: int
+    ) -> list[Item] | None:
+        checkpoints = {cp for cp, _ in lanes}
+        directions = {direction for _, direction in lanes}
+        found = [
+            self._items[key[1]]
+            for lane, keys in self._lanes.items()
+            if lane[0] in checkpoints and lane[1] in directions
+            for key in keys[bisect_left(keys, (first, BELOW)) : bisect_right(keys, (last, ABOVE))]
+        ]
+        return None if len(found) > limit else found
 
     def read(self, seeks: Sequence[Seek], limit: int) -> list[list[Item]]:
         out: list[list[Item]] = []

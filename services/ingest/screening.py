@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, String, select, text
+from sqlalchemy import Connection, select
 
-from services.core.db import UTCDateTime
 from services.core.enums import PassageKind, Screening
 from services.core.queries import join_pairs
 from services.core.tables import OPEN_PASSAGE, OPEN_READING, passage_t, reading_t
 from services.ingest.bulk import sqlite_value, update_by_id
-from services.ingest.matching import Item, MatchCost, Matcher, Seek
+from services.ingest.matching import Item, Lane, MatchCost, Matcher, Seek
 from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, link_named
 
 SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
@@ -50,6 +49,20 @@ CROSS JOIN LATERAL (
 """
 
 
+_SPAN = """
+SELECT id, checkpoint_id, direction, ts, {extra} FROM {table}
+WHERE {lanes} AND {open} AND ts >= {first} AND ts <= {last}
+LIMIT {limit}
+"""
+
+
+def _aware(ts: datetime | str) -> datetime:
+    """PostgreSQL returns aware timestamps; SQLite naive UTC text."""
+    if isinstance(ts, str):
+        return datetime.fromisoformat(ts).replace(tzinfo=UTC)
+    return ts
+
+
 class OpenRows:
     """Open passages (or readings) of the database as a `matching.PartnerSource`: one
     statement for any number of seeks, each an index range scan with a LIMIT."""
@@ -58,25 +71,25 @@ class OpenRows:
         self.conn = conn
         self.passages = passages
         self.postgres = conn.dialect.name == "postgresql"
-        self._statements: dict[bool, Any] = {}
+        self._statements: dict[bool, str] = {}
 
-    def _statement(self, ascending: bool) -> Any:
+    def _statement(self, ascending: bool) -> str:
+        """Driver SQL: these rows are read by the thousand, below SQLAlchemy's per-row
+        result processing (PostgreSQL returns aware timestamps; SQLite's text is parsed
+        in `read`)."""
         if ascending not in self._statements:
             sql = (_POSTGRES_SEEK if self.postgres else _SQLITE_SEEK).format(
                 table=passage_t.name if self.passages else reading_t.name,
                 extra="msg_id" if self.passages else "entry_msg_id",
-                open=(OPEN_PASSAGE if self.passages else OPEN_READING),
+                open=OPEN_PASSAGE if self.passages else OPEN_READING,
                 cmp=">=" if ascending else "<=",
                 bound_cmp="<=" if ascending else ">=",
                 order="ASC" if ascending else "DESC",
             )
-            self._statements[ascending] = text(sql).columns(
-                seek=BigInteger(),
-                id=BigInteger(),
-                checkpoint_id=String(),
-                direction=String(),
-                ts=UTCDateTime(),
-            )
+            if self.postgres:  # psycopg's parameter style
+                for name in ("cps", "dirs", "tss", "ids", "bounds", "limit"):
+                    sql = sql.replace(f":{name}", f"%({name})s")
+            self._statements[ascending] = sql
         return self._statements[ascending]
 
     def _params(self, seeks: Sequence[Seek], limit: int) -> dict[str, Any]:
@@ -94,6 +107,42 @@ class OpenRows:
         ]
         return {"seeks": json.dumps(rows), "limit": limit}
 
+    def read_span(
+        self, lanes: Sequence[Lane], first: datetime, last: datetime, limit: int
+    ) -> list[Item] | None:
+        checkpoints = sorted({cp for cp, _ in lanes})
+        directions = sorted({direction for _, direction in lanes})
+        if self.postgres:
+            where = "checkpoint_id = ANY(%(cps)s) AND direction = ANY(%(dirs)s)"
+            names = {"first": "%(first)s", "last": "%(last)s", "limit": "%(limit)s"}
+            params: dict[str, Any] = {"cps": checkpoints, "dirs": directions}
+            params.update(first=first, last=last, limit=limit + 1)
+        else:
+            where = (
+                "checkpoint_id IN (SELECT value FROM json_each(:cps))"
+                " AND direction IN (SELECT value FROM json_each(:dirs))"
+            )
+            names = {"first": ":first", "last": ":last", "limit": ":limit"}
+            params = {"cps": json.dumps(checkpoints), "dirs": json.dumps(directions)}
+            params.update(first=sqlite_value(first), last=sqlite_value(last), limit=limit + 1)
+        sql = _SPAN.format(
+            table=passage_t.name if self.passages else reading_t.name,
+            extra="msg_id" if self.passages else "entry_msg_id",
+            lanes=where,
+            open=OPEN_PASSAGE if self.passages else OPEN_READING,
+            **names,
+        )
+        rows = self.conn.exec_driver_sql(sql, params).all()
+        if len(rows) > limit:
+            return None
+        make = OpenPassage if self.passages else OpenReading
+        wanted = set(lanes)
+        return [
+            make(id_, cp, direction, _aware(ts), extra)
+            for id_, cp, direction, ts, extra in rows
+            if (cp, direction) in wanted
+        ]
+
     def read(self, seeks: Sequence[Seek], limit: int) -> list[list[Item]]:
         out: list[list[Item]] = [[] for _ in seeks]
         make = OpenPassage if self.passages else OpenReading
@@ -102,8 +151,9 @@ class OpenRows:
             if not picked:
                 continue
             params = self._params([seeks[n] for n in picked], limit)
-            for row in self.conn.execute(self._statement(direction), params):
-                out[picked[row[0]]].append(make(*row[1:]))
+            result = self.conn.exec_driver_sql(self._statement(direction), params)
+            for seek, id_, cp, lane_direction, ts, extra in result:
+                out[picked[seek]].append(make(id_, cp, lane_direction, _aware(ts), extra))
         for seek, rows in zip(seeks, out, strict=True):
             rows.sort(key=lambda item: (item.ts, item.id), reverse=not seek.ascending)
         return out

@@ -96,12 +96,17 @@ def test_screening_candidates_come_from_indexes(engine_without_statistics: Engin
         _named_open_passages(conn, readings)
         OpenRows(conn, passages=True).read(seeks, 4)
         OpenRows(conn, passages=False).read(seeks, 4)
-    # named both ways; then the nearest open rows, one statement per direction and table
-    assert len(plans) == 6
+        lanes = sorted({(r.checkpoint_id, r.direction) for r in readings})
+        OpenRows(conn, passages=True).read_span(lanes, now - window, now + window, 500)
+        OpenRows(conn, passages=False).read_span(lanes, now - window, now + window, 500)
+    # named both ways; the nearest open rows, one statement per direction and table; the
+    # whole (sparse) window of the lanes, bounded by a LIMIT, per table
+    assert len(plans) == 8
     for plan in plans:
         assert full_scans(plan) == [], plan
-    open_lanes = "\n".join(plans[2:])
-    # the partial indexes of open rows: a read skips every screened row in the window
+    open_lanes = "\n".join(plans[2:6])
+    # the partial indexes of open rows: a seek skips every screened row in the window
+    # (the span reads are bounded by their LIMIT whichever index the planner takes)
     assert open_lanes.count("ix_passage_open_lane") == 2, open_lanes
     assert open_lanes.count("ix_reading_open_lane") == 2, open_lanes
 

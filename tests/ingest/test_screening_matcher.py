@@ -29,6 +29,13 @@ def reading(rid: int, seconds: float, cp: str = "cp-1", direction: str = "in") -
     return OpenReading(rid, cp, direction, T0 + timedelta(seconds=seconds), None)
 
 
+class SeeksOnly(SortedPartners):
+    """A window too full to be read whole: every seeker reads its own few partners."""
+
+    def read_span(self, *args: object) -> None:
+        return None
+
+
 def greedy_over_all_pairs(
     passages: list[OpenPassage], readings: list[OpenReading], seekers: set[int] | None = None
 ) -> set[tuple[int, int]]:
