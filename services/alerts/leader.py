@@ -2,15 +2,20 @@
 
 PostgreSQL: the worker holding a session-level advisory lock (`pg_try_advisory_lock`)
 on a connection of its own; if that worker dies, its connection closes, the lock is
-released, and another worker takes over on its next check. SQLite: one alert process
-per database is assumed (an embedded deployment), so it always leads.
+released, and another worker takes over on its next check. SQLite: an exclusive
+`flock` on a file next to the database (`<database>.alerts-leader`), held for the life
+of the process; the kernel releases it when the process dies, however it dies. An
+in-memory SQLite database is one process's own, so that process leads.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,17 +31,31 @@ class Leadership:
         self.engine = engine
         self.key = key
         self._conn: Connection | None = None
+        self._file: int | None = None  # the descriptor holding the SQLite lock
         self._checked = 0.0
         self._lock = threading.Lock()
 
     @property
     def elects(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+        return self.engine.dialect.name == "postgresql" or self.lock_path is not None
+
+    @property
+    def lock_path(self) -> Path | None:
+        """SQLite: the file whose lock elects the leader; None for an in-memory database."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        database = self.engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        path = Path(database).resolve()
+        return path.with_name(path.name + ".alerts-leader")
 
     def is_leader(self) -> bool:
         if not self.elects:
             return True
         with self._lock:
+            if self.engine.dialect.name == "sqlite":
+                return self._check_file()
             try:
                 return self._check()
             except SQLAlchemyError as exc:
@@ -60,6 +79,25 @@ class Leadership:
         self._conn, self._checked = conn, now
         return True
 
+    def _check_file(self) -> bool:
+        if self._file is not None:
+            return True
+        path = self.lock_path
+        assert path is not None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("leadership lock %s cannot be opened: %s", path, exc)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process leads
+            os.close(fd)
+            return False
+        log.info("this alert worker now leads (timed rules, delivery)")
+        self._file = fd
+        return True
+
     def _drop(self) -> None:
         if self._conn is not None:
             try:
@@ -71,6 +109,10 @@ class Leadership:
 
     def release(self) -> None:
         with self._lock:
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                os.close(self._file)
+                self._file = None
             if self._conn is not None:
                 try:
                     self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from services.core.enums import DeadLetterReason
 from services.core.settings import Settings
+from services.ingest.matching import MatchCost
 from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
 from services.ingest.plan import RowContext, build_plan
 from services.ingest.store import (
@@ -110,6 +111,11 @@ def merge(first: BatchOutcome, second: BatchOutcome) -> BatchOutcome:
         dead_letters=first.dead_letters + second.dead_letters,
         screened=first.screened + second.screened,
         newest_ids=dict(first.newest_ids),
+        matching=MatchCost(
+            first.matching.reads + second.matching.reads,
+            first.matching.rows + second.matching.rows,
+            first.matching.steps + second.matching.steps,
+        ),
     )
     for table, newest in second.newest_ids.items():
         merged.newest_ids[table] = max(newest, merged.newest_ids.get(table, 0))

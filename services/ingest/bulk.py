@@ -27,11 +27,9 @@ _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # unannotat
 def sqlite_value(value: Any) -> Any:
     """What SQLAlchemy's SQLite DATETIME stores for a UTC timestamp (naive, UTC)."""
     if isinstance(value, datetime):
-        v = value.astimezone(UTC)
-        return (
-            f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
-            f"{v.second:02d}.{v.microsecond:06d}"
-        )
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 

@@ -130,46 +130,20 @@ class ScreeningMatch:
     how: Screening
 
 
-def match_screenings(
-    passages: list[OpenPassage], readings: list[OpenReading], window_s: float
-) -> list[ScreeningMatch]:
-    """Pair readings with the passages they screened.
-
-    A reading that names its entry (`entry_msg_id`) screens that passage and no other.
-    An unnamed reading screens the nearest unscreened passage at the same checkpoint and
-    direction within ± `window_s`; the closest pairs are taken first, each side once.
-    """
+def link_named(passages: list[OpenPassage], readings: list[OpenReading]) -> list[ScreeningMatch]:
+    """A reading that names its entry (`entry_msg_id`) screens that passage and no other
+    (one reading per passage). The unnamed ones go to the time window
+    (`matching.match_screenings`: the nearest unscreened passage in the same lane)."""
     matches: list[ScreeningMatch] = []
     by_msg = {(p.checkpoint_id, p.msg_id): p for p in passages}
-    taken_passages: set[int] = set()
-    taken_readings: set[int] = set()
+    taken: set[int] = set()
     for reading in readings:
         if reading.entry_msg_id is None:
             continue
         passage = by_msg.get((reading.checkpoint_id, reading.entry_msg_id))
-        if passage is not None and passage.id not in taken_passages:
+        if passage is not None and passage.id not in taken:
             matches.append(ScreeningMatch(passage.id, reading.id, Screening.LINKED_READING))
-            taken_passages.add(passage.id)
-            taken_readings.add(reading.id)
-
-    lanes: dict[tuple[str, str], list[OpenPassage]] = {}
-    for passage in passages:
-        if passage.id not in taken_passages:
-            lanes.setdefault((passage.checkpoint_id, passage.direction), []).append(passage)
-    candidates: list[tuple[float, int, int]] = []
-    for reading in readings:
-        if reading.entry_msg_id is not None or reading.id in taken_readings:
-            continue
-        for passage in lanes.get((reading.checkpoint_id, reading.direction), ()):
-            gap = abs((passage.ts - reading.ts).total_seconds())
-            if gap <= window_s:
-                candidates.append((gap, passage.id, reading.id))
-    for _gap, passage_id, reading_id in sorted(candidates):
-        if passage_id in taken_passages or reading_id in taken_readings:
-            continue
-        matches.append(ScreeningMatch(passage_id, reading_id, Screening.TIME_WINDOW))
-        taken_passages.add(passage_id)
-        taken_readings.add(reading_id)
+            taken.add(passage.id)
     return matches
 
 

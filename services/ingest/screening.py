@@ -1,102 +1,191 @@
 """Linking readings to the passages they screened, across batches and processes.
 
-The pure matching is `rules.match_screenings`; this module finds its candidates: the
-new open passages and readings of a batch, plus those already stored in the same lanes
-(checkpoint and direction) within the window, or named by `entry_msg_id`.
+The pure matching is `matching.Matcher`; this module is its database side: the open
+passages and readings of a lane, read a few at a time outwards from a seeker's time
+through the partial indexes on open rows (`ix_passage_open_lane`, `ix_reading_open_lane`),
+so a batch reads a bounded number of rows per message however many share its window;
+plus the readings and passages named by `entry_msg_id`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.core.enums import PassageKind
+from services.core.enums import PassageKind, Screening
 from services.core.queries import join_pairs
-from services.core.tables import passage_t, reading_t
-from services.ingest.bulk import update_by_id
-from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, match_screenings
+from services.core.tables import OPEN_PASSAGE, OPEN_READING, passage_t, reading_t
+from services.ingest.bulk import sqlite_value, update_by_id
+from services.ingest.matching import Item, Lane, MatchCost, Matcher, Seek
+from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, link_named
 
 SCREENING_LOCK_KEY = 0x43504D53  # 'CPMS': serialises screening across ingest processes
 
-Lane = tuple[str, str]
+_SQLITE_SEEK = """
+SELECT w.key AS seek, t.id, t.checkpoint_id, t.direction, t.ts, t.{extra}
+FROM json_each(:seeks) AS w JOIN {table} AS t ON t.id IN (
+  SELECT o.id FROM {table} AS o
+  WHERE o.checkpoint_id = json_extract(w.value, '$[0]')
+    AND o.direction = json_extract(w.value, '$[1]')
+    AND {open}
+    AND (o.ts, o.id) {cmp} (json_extract(w.value, '$[2]'), json_extract(w.value, '$[3]'))
+    AND o.ts {bound_cmp} json_extract(w.value, '$[4]')
+  ORDER BY o.ts {order}, o.id {order} LIMIT :limit)
+"""
+_POSTGRES_SEEK = """
+SELECT w.seek - 1 AS seek, t.id, t.checkpoint_id, t.direction, t.ts, t.{extra}
+FROM unnest(CAST(:cps AS text[]), CAST(:dirs AS text[]), CAST(:tss AS timestamptz[]),
+            CAST(:ids AS bigint[]), CAST(:bounds AS timestamptz[]))
+     WITH ORDINALITY AS w(cp, dir, ts, id, bound, seek)
+CROSS JOIN LATERAL (
+  SELECT o.* FROM {table} AS o
+  WHERE o.checkpoint_id = w.cp AND o.direction = w.dir AND {open}
+    AND (o.ts, o.id) {cmp} (w.ts, w.id) AND o.ts {bound_cmp} w.bound
+  ORDER BY o.ts {order}, o.id {order} LIMIT :limit) AS t
+"""
 
 
-def lane_windows(
-    items: Iterable[OpenPassage | OpenReading], window: timedelta
-) -> dict[Lane, tuple[datetime, datetime]]:
-    """Per checkpoint and direction, the span the items' partners must fall in."""
-    spans: dict[Lane, tuple[datetime, datetime]] = {}
-    for item in items:
-        lane = (item.checkpoint_id, item.direction)
-        lo, hi = spans.get(lane, (item.ts, item.ts))
-        spans[lane] = (min(lo, item.ts), max(hi, item.ts))
-    return {lane: (lo - window, hi + window) for lane, (lo, hi) in spans.items()}
+_SPAN = """
+SELECT id, checkpoint_id, direction, ts, {extra} FROM {table}
+WHERE {lanes} AND {open} AND ts >= {first} AND ts <= {last}
+LIMIT {limit}
+"""
 
 
-def _in_lanes(
-    query: Any, table: Any, lanes: dict[Lane, tuple[datetime, datetime]]
-) -> tuple[Any, Callable[[Any], bool]]:
-    """`query` narrowed to the lanes' checkpoints, directions and overall span, plus the
-    exact per-lane test for its rows. One range scan per (checkpoint, direction) on the
-    (checkpoint, direction, ts) index, and a query text that does not grow with the batch
-    (so it is compiled once); an OR of per-lane ranges costs more to build than to run."""
-    c = table.c
-    narrowed = query.where(
-        c.checkpoint_id.in_(sorted({cp for cp, _ in lanes})),
-        c.direction.in_(sorted({direction for _, direction in lanes})),
-        c.ts.between(min(lo for lo, _ in lanes.values()), max(hi for _, hi in lanes.values())),
-    )
-
-    def in_lane(row: Any) -> bool:
-        span = lanes.get((row.checkpoint_id, row.direction))
-        return span is not None and span[0] <= row.ts <= span[1]
-
-    return narrowed, in_lane
+def _aware(ts: datetime | str) -> datetime:
+    """PostgreSQL returns aware timestamps; SQLite naive UTC text."""
+    if isinstance(ts, str):
+        return datetime.fromisoformat(ts).replace(tzinfo=UTC)
+    return ts
 
 
-def _stored_open_passages(
-    conn: Connection, new_readings: list[OpenReading], window: timedelta
-) -> list[OpenPassage]:
-    c = passage_t.c
-    open_passages = select(c.id, c.checkpoint_id, c.direction, c.ts, c.msg_id).where(
-        c.kind == PassageKind.PERSON.value, c.screened.is_(False)
-    )
-    unnamed = [r for r in new_readings if r.entry_msg_id is None]
+class OpenRows:
+    """Open passages (or readings) of the database as a `matching.PartnerSource`: one
+    statement for any number of seeks, each an index range scan with a LIMIT."""
+
+    def __init__(self, conn: Connection, passages: bool) -> None:
+        self.conn = conn
+        self.passages = passages
+        self.postgres = conn.dialect.name == "postgresql"
+        self._statements: dict[bool, str] = {}
+
+    def _statement(self, ascending: bool) -> str:
+        """Driver SQL: these rows are read by the thousand, below SQLAlchemy's per-row
+        result processing (PostgreSQL returns aware timestamps; SQLite's text is parsed
+        in `read`)."""
+        if ascending not in self._statements:
+            sql = (_POSTGRES_SEEK if self.postgres else _SQLITE_SEEK).format(
+                table=passage_t.name if self.passages else reading_t.name,
+                extra="msg_id" if self.passages else "entry_msg_id",
+                open=OPEN_PASSAGE if self.passages else OPEN_READING,
+                cmp=">=" if ascending else "<=",
+                bound_cmp="<=" if ascending else ">=",
+                order="ASC" if ascending else "DESC",
+            )
+            if self.postgres:  # psycopg's parameter style
+                for name in ("cps", "dirs", "tss", "ids", "bounds", "limit"):
+                    sql = sql.replace(f":{name}", f"%({name})s")
+            self._statements[ascending] = sql
+        return self._statements[ascending]
+
+    def _params(self, seeks: Sequence[Seek], limit: int) -> dict[str, Any]:
+        if self.postgres:
+            return {
+                "cps": [s.lane[0] for s in seeks],
+                "dirs": [s.lane[1] for s in seeks],
+                "tss": [s.start[0] for s in seeks],
+                "ids": [s.start[1] for s in seeks],
+                "bounds": [s.bound for s in seeks],
+                "limit": limit,
+            }
+        rows = [
+            [*s.lane, sqlite_value(s.start[0]), s.start[1], sqlite_value(s.bound)] for s in seeks
+        ]
+        return {"seeks": json.dumps(rows), "limit": limit}
+
+    def read_span(
+        self, lanes: Sequence[Lane], first: datetime, last: datetime, limit: int
+    ) -> list[Item] | None:
+        checkpoints = sorted({cp for cp, _ in lanes})
+        directions = sorted({direction for _, direction in lanes})
+        if self.postgres:
+            where = "checkpoint_id = ANY(%(cps)s) AND direction = ANY(%(dirs)s)"
+            names = {"first": "%(first)s", "last": "%(last)s", "limit": "%(limit)s"}
+            params: dict[str, Any] = {"cps": checkpoints, "dirs": directions}
+            params.update(first=first, last=last, limit=limit + 1)
+        else:
+            where = (
+                "checkpoint_id IN (SELECT value FROM json_each(:cps))"
+                " AND direction IN (SELECT value FROM json_each(:dirs))"
+            )
+            names = {"first": ":first", "last": ":last", "limit": ":limit"}
+            params = {"cps": json.dumps(checkpoints), "dirs": json.dumps(directions)}
+            params.update(first=sqlite_value(first), last=sqlite_value(last), limit=limit + 1)
+        sql = _SPAN.format(
+            table=passage_t.name if self.passages else reading_t.name,
+            extra="msg_id" if self.passages else "entry_msg_id",
+            lanes=where,
+            open=OPEN_PASSAGE if self.passages else OPEN_READING,
+            **names,
+        )
+        rows = self.conn.exec_driver_sql(sql, params).all()
+        if len(rows) > limit:
+            return None
+        make = OpenPassage if self.passages else OpenReading
+        wanted = set(lanes)
+        return [
+            make(id_, cp, direction, _aware(ts), extra)
+            for id_, cp, direction, ts, extra in rows
+            if (cp, direction) in wanted
+        ]
+
+    def read(self, seeks: Sequence[Seek], limit: int) -> list[list[Item]]:
+        out: list[list[Item]] = [[] for _ in seeks]
+        make = OpenPassage if self.passages else OpenReading
+        for direction in (True, False):
+            picked = [n for n, s in enumerate(seeks) if s.ascending is direction]
+            if not picked:
+                continue
+            params = self._params([seeks[n] for n in picked], limit)
+            result = self.conn.exec_driver_sql(self._statement(direction), params)
+            for seek, id_, cp, lane_direction, ts, extra in result:
+                out[picked[seek]].append(make(id_, cp, lane_direction, _aware(ts), extra))
+        for seek, rows in zip(seeks, out, strict=True):
+            rows.sort(key=lambda item: (item.ts, item.id), reverse=not seek.ascending)
+        return out
+
+
+def _named_open_passages(conn: Connection, new_readings: list[OpenReading]) -> list[OpenPassage]:
+    """The open passages the new readings name (a named entry may lie outside any
+    window): an index look-up per name."""
     named = {(r.checkpoint_id, r.entry_msg_id) for r in new_readings if r.entry_msg_id}
-    found: dict[int, OpenPassage] = {}
-    if unnamed:
-        query, in_lane = _in_lanes(open_passages, passage_t, lane_windows(unnamed, window))
-        found.update((row.id, OpenPassage(*row)) for row in conn.execute(query) if in_lane(row))
-    if named:  # a named entry may lie outside any window
-        query = open_passages.select_from(join_pairs(conn.dialect.name, passage_t, c.msg_id, named))
-        found.update((row.id, OpenPassage(*row)) for row in conn.execute(query))
-    return list(found.values())
+    if not named:
+        return []
+    c = passage_t.c
+    query = (
+        select(c.id, c.checkpoint_id, c.direction, c.ts, c.msg_id)
+        .select_from(join_pairs(conn.dialect.name, passage_t, c.msg_id, named))
+        .where(c.kind == PassageKind.PERSON.value, c.screened.is_(False))
+    )
+    return [OpenPassage(*row) for row in conn.execute(query)]
 
 
-def _stored_open_readings(
-    conn: Connection, new_passages: list[OpenPassage], window: timedelta
-) -> list[OpenReading]:
+def _naming_open_readings(conn: Connection, new_passages: list[OpenPassage]) -> list[OpenReading]:
+    """The stored open readings that name one of the new passages."""
     if not new_passages:
         return []
     c = reading_t.c
-    open_readings = select(c.id, c.checkpoint_id, c.direction, c.ts, c.entry_msg_id).where(
-        c.passage_id.is_(None), c.implausible.is_(False), c.source == "thermometer"
-    )
-    # two disjoint sets (an unnamed reading has no entry_msg_id), each on its own index
-    query, in_lane = _in_lanes(
-        open_readings.where(c.entry_msg_id.is_(None)),
-        reading_t,
-        lane_windows(new_passages, window),
-    )
-    found = [OpenReading(*row) for row in conn.execute(query) if in_lane(row)]
     named = {(p.checkpoint_id, p.msg_id) for p in new_passages}
-    naming = join_pairs(conn.dialect.name, reading_t, c.entry_msg_id, named)
-    query = open_readings.select_from(naming)
-    found.extend(OpenReading(*row) for row in conn.execute(query))
-    return found
+    query = (
+        select(c.id, c.checkpoint_id, c.direction, c.ts, c.entry_msg_id)
+        .select_from(join_pairs(conn.dialect.name, reading_t, c.entry_msg_id, named))
+        .where(c.passage_id.is_(None), c.implausible.is_(False), c.source == "thermometer")
+    )
+    return [OpenReading(*row) for row in conn.execute(query)]
 
 
 def link_screenings(
@@ -104,6 +193,7 @@ def link_screenings(
     new_passages: list[OpenPassage],
     new_readings: list[OpenReading],
     window_s: float,
+    cost: MatchCost | None = None,
 ) -> tuple[list[ScreeningMatch], dict[int, OpenPassage]]:
     """Match, record the links, and return the matches with the passages they screen."""
     if not new_passages and not new_readings:
@@ -111,12 +201,25 @@ def link_screenings(
     if conn.dialect.name == "postgresql":
         # two ingest processes must not give one reading to two passages
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCREENING_LOCK_KEY})")
-    window = timedelta(seconds=window_s)
     passages = {p.id: p for p in new_passages}
-    passages.update((p.id, p) for p in _stored_open_passages(conn, new_readings, window))
-    readings = {r.id: r for r in new_readings}
-    readings.update((r.id, r) for r in _stored_open_readings(conn, new_passages, window))
-    matches = match_screenings(list(passages.values()), list(readings.values()), window_s)
+    passages.update((p.id, p) for p in _named_open_passages(conn, new_readings))
+    readings = _naming_open_readings(conn, new_passages) + new_readings
+    matches = link_named(list(passages.values()), readings)
+    matcher = Matcher(
+        OpenRows(conn, passages=True),
+        OpenRows(conn, passages=False),
+        timedelta(seconds=window_s),
+        {m.passage_id for m in matches},
+        {m.reading_id for m in matches},
+    )
+    unnamed = [r for r in new_readings if r.entry_msg_id is None]
+    for passage_id, reading_id in matcher.match(unnamed, new_passages):
+        matches.append(ScreeningMatch(passage_id, reading_id, Screening.TIME_WINDOW))
+    passages.update((p.id, p) for p in matcher.loaded_passages())
+    if cost is not None:
+        cost.reads += matcher.cost.reads
+        cost.rows += matcher.cost.rows
+        cost.steps += matcher.cost.steps
     update_by_id(
         conn,
         passage_t,

@@ -36,6 +36,7 @@ from services.core.tables import (
     vehicle_t,
 )
 from services.ingest.bulk import insert_new, update_by_id
+from services.ingest.matching import MatchCost
 from services.ingest.parse import Accepted, Rejected
 from services.ingest.plan import BatchPlan, RegistryView
 from services.ingest.rules import (
@@ -63,6 +64,7 @@ class BatchOutcome:
     dead_letters: int = 0
     screened: int = 0
     newest_ids: dict[str, int] = field(default_factory=dict)
+    matching: MatchCost = field(default_factory=MatchCost)  # what screening read
 
 
 # --- registry --------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     update_by_id(conn, passage_t, screened_by_entry)
 
     matches, screened_passages = link_screenings(
-        conn, new_open_passages, new_open_readings, screening_window_s
+        conn, new_open_passages, new_open_readings, screening_window_s, outcome.matching
     )
     for match in matches:
         passage = screened_passages[match.passage_id]

@@ -22,9 +22,10 @@ from sqlalchemy import Connection, Engine, event
 from services.alerts.event_processor import Processor
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
+from services.ingest.matching import Seek
 from services.ingest.parse import Accepted, Inbound, parse_inbound
 from services.ingest.rules import OpenPassage, OpenReading
-from services.ingest.screening import _stored_open_passages, _stored_open_readings
+from services.ingest.screening import OpenRows, _named_open_passages, _naming_open_readings
 from services.ingest.store import load_registry
 from tests.support.env import TEST_SECRET
 
@@ -84,12 +85,30 @@ def test_screening_candidates_come_from_indexes(engine_without_statistics: Engin
         )
         for n in range(1, 300)
     ]
+    window = timedelta(seconds=30)
+    seeks = [
+        Seek((r.checkpoint_id, r.direction), (r.ts, 0), r.ts + window, ascending)
+        for r in readings
+        for ascending in (True, False)
+    ]
     with engine_without_statistics.connect() as conn, explained(conn) as plans:
-        _stored_open_readings(conn, passages, timedelta(seconds=30))
-        _stored_open_passages(conn, readings, timedelta(seconds=30))
-    assert len(plans) == 4  # in the lanes, and named by id; for readings and passages
+        _naming_open_readings(conn, passages)
+        _named_open_passages(conn, readings)
+        OpenRows(conn, passages=True).read(seeks, 4)
+        OpenRows(conn, passages=False).read(seeks, 4)
+        lanes = sorted({(r.checkpoint_id, r.direction) for r in readings})
+        OpenRows(conn, passages=True).read_span(lanes, now - window, now + window, 500)
+        OpenRows(conn, passages=False).read_span(lanes, now - window, now + window, 500)
+    # named both ways; the nearest open rows, one statement per direction and table; the
+    # whole (sparse) window of the lanes, bounded by a LIMIT, per table
+    assert len(plans) == 8
     for plan in plans:
         assert full_scans(plan) == [], plan
+    open_lanes = "\n".join(plans[2:6])
+    # the partial indexes of open rows: a seek skips every screened row in the window
+    # (the span reads are bounded by their LIMIT whichever index the planner takes)
+    assert open_lanes.count("ix_passage_open_lane") == 2, open_lanes
+    assert open_lanes.count("ix_reading_open_lane") == 2, open_lanes
 
 
 def test_alerts_find_the_person_of_a_reading_from_an_index(

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from services.core.enums import Registration, Screening
+from services.ingest.matching import match_screenings
 from services.ingest.rules import (
     OpenPassage,
     OpenReading,
@@ -13,7 +14,6 @@ from services.ingest.rules import (
     flag_temperature,
     hour_bucket,
     is_quarantined,
-    match_screenings,
     trusted_time,
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UTCDateTime, utcnow
@@ -47,6 +47,15 @@ class PassageBase(EventBase):
     screening: str | None = Field(default=None, max_length=20)
 
 
+# Rows still to be paired by screening, as SQL both engines accept; the partial indexes
+# below hold only these rows, and screening's queries repeat the text so that SQLite
+# (which matches the terms literally) uses them.
+OPEN_PASSAGE = "kind = 'person' AND screened = false"
+OPEN_READING = (
+    "passage_id IS NULL AND entry_msg_id IS NULL AND implausible = false AND source = 'thermometer'"
+)
+
+
 class Passage(PassageBase, table=True):
     """One person or vehicle through a gate, in either direction."""
 
@@ -55,6 +64,15 @@ class Passage(PassageBase, table=True):
         Index("ix_passage_cp_dir_ts", "checkpoint_id", "direction", "ts"),
         Index("ix_passage_ts", "ts"),
         Index("ix_passage_id_hash_ts", "id_hash", "ts"),
+        Index(
+            "ix_passage_open_lane",
+            "checkpoint_id",
+            "direction",
+            "ts",
+            "id",
+            sqlite_where=text(OPEN_PASSAGE),
+            postgresql_where=text(OPEN_PASSAGE),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=_big_pk())
@@ -95,6 +113,15 @@ class Reading(ReadingBase, table=True):
         Index("ix_reading_ts", "ts"),
         # a new passage looks up the stored readings that name it (screening)
         Index("ix_reading_cp_entry", "checkpoint_id", "entry_msg_id"),
+        Index(
+            "ix_reading_open_lane",
+            "checkpoint_id",
+            "direction",
+            "ts",
+            "id",
+            sqlite_where=text(OPEN_READING),
+            postgresql_where=text(OPEN_READING),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=_big_pk())
