@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from services.api.coverage_cache import SettledHours
 from services.api.errors import install_problem_handlers
+from services.api.limits import BodySizeLimitMiddleware
 from services.api.prom import ApiMetrics, DatabaseCollector, RequestContextMiddleware
 from services.api.routes import (
     alerts,
@@ -84,6 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settled_hours = SettledHours()
     app.state.registry = CollectorRegistry()
     app.state.registry.register(DatabaseCollector(app.state.engine))
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default_limit=settings.api_max_body_bytes,
+        prefix_limits=[(f"{API_PREFIX}/registry/import/", settings.api_max_import_bytes)],
+    )
     app.add_middleware(RequestContextMiddleware, metrics=ApiMetrics(app.state.registry))
     install_problem_handlers(app)
 

@@ -192,6 +192,18 @@ class Settings(BaseSettings):
         description="Where duty staff open the dashboard: the links in robot messages "
         "(WeCom, DingTalk, Feishu) point to an alert there.",
     )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body (JSON) the API accepts; a larger one gets 413 "
+        "before it is read, parsed or its key checked.",
+    )
+    api_max_import_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest registry CSV import (`POST /api/v1/registry/import/...`), "
+        "read as a stream and refused with 413 at this size.",
+    )
     retention_days: int = Field(default=0, ge=0, description="Delete raw rows older (0: keep).")
 
     @field_validator("log_level", mode="before")
