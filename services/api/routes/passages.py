@@ -26,7 +26,8 @@ from services.core.models.events import PassagePublic, ReadingPublic
 from services.core.tables import checkpoint_t, passage_t, reading_t
 
 router = APIRouter(tags=["data"])
-Slug = Annotated[str | None, Query(max_length=64)]
+# no control characters: a NUL is refused by PostgreSQL, and so a 422 here
+Slug = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 def common_filters(
