@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +72,7 @@ def stream_csv(
     conditions: list[ColumnElement[bool]],
     columns: list[str],
     extra: Sequence[Any] = (),
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[str]:
     """Page through with the same keyset as the API, so memory stays flat however many
     rows the export holds. The first page is read before anything is sent, so a filter
@@ -80,7 +81,7 @@ def stream_csv(
     closing `# end of export` line is missing from what it got."""
     with engine.connect() as conn:
         rows, cursor = keyset_page(conn, table, conditions, None, EXPORT_PAGE, extra=extra)
-    return _csv_pages(engine, table, conditions, columns, extra, rows, cursor)
+    return _csv_pages(engine, table, conditions, columns, extra, rows, cursor, transform)
 
 
 def _csv_pages(
@@ -91,6 +92,7 @@ def _csv_pages(
     extra: Sequence[Any],
     rows: list[dict[str, Any]],
     cursor: str | None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
 ) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -99,6 +101,8 @@ def _csv_pages(
     written = 0
     while True:
         for row in rows:
+            if transform is not None:
+                row = transform(row)
             writer.writerow([csv_cell(row[c]) for c in columns])
         written += len(rows)
         if cursor is None:
@@ -125,9 +129,10 @@ def csv_response(
     columns: list[str],
     filename: str,
     extra: Sequence[Any] = (),
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> StreamingResponse:
     return StreamingResponse(
-        stream_csv(engine, table, conditions, columns, extra),
+        stream_csv(engine, table, conditions, columns, extra, transform),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
