@@ -174,7 +174,7 @@ class EgressPolicy:
         else:
             try:
                 found = resolver(host, port)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # IDNA errors are UnicodeErrors
                 raise RefusedTarget(f"cannot resolve the webhook host: {exc}") from None
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
             if not addresses:

@@ -107,6 +107,12 @@ def test_names_are_checked_after_resolution_and_the_checked_address_is_used() ->
             STRICT.pin("https://rebinding.example.com/", answers(*bad))
     six = STRICT.pin("http://v6.example.com:8080/h", answers("2606:4700::1111"))
     assert six.url == "http://[2606:4700::1111]:8080/h" and six.host_header == "v6.example.com:8080"
+
+    def broken(host: str, port: int) -> list[str]:
+        raise UnicodeError("label too long")  # what the IDNA codec raises
+
+    with pytest.raises(RefusedTarget, match="cannot resolve"):
+        STRICT.pin("https://bad-idna.example.com/", broken)
     trusted = EgressPolicy.parse("receiver.lan")
     assert trusted.pin("http://receiver.lan/", answers("10.1.2.3")).url == "http://10.1.2.3:80/"
 
