@@ -25,7 +25,7 @@ from services.core.migrate import upgrade
 from services.core.seed import load_demo
 from services.core.settings import Settings
 from tests.support.databases import DATABASES, fresh_database, pg_admin, pg_url
-from tests.support.env import MQTT_URL, TEST_SECRET
+from tests.support.env import LOOPBACK_ALLOW, MQTT_URL, TEST_SECRET
 
 pytest_plugins = ["tests.support.api"]  # the API tests' fixtures (api_app, client, api_keys)
 
@@ -89,6 +89,7 @@ def make_settings(database_url: str, topic_prefix: str) -> Any:
             "mqtt_url": MQTT_URL,
             "topic_prefix": topic_prefix,
             "id_hash_secret": TEST_SECRET,
+            "webhook_allow_hosts": LOOPBACK_ALLOW,  # the test receivers; default: refused
             "ingest_client_id": f"test-ingest-{uuid.uuid4().hex[:8]}",
         }
         values.update(overrides)

@@ -44,6 +44,7 @@ from services.alerts.watermark import (
     next_watermark,
     read_watermark,
 )
+from services.core.identity import tail_only
 from services.core.queries import join_pairs
 from services.core.tables import checkpoint_t, passage_t, reading_t, status_t
 
@@ -231,7 +232,7 @@ def passage_fact(row: Any) -> PassageFact:
         screened=row.screened,
         clock_adjusted=row.clock_adjusted,
         id_hash=row.id_hash,
-        id_masked=row.id_masked,
+        id_masked=tail_only(row.id_masked),  # alerts reach handhelds and webhooks
         plate=row.plate,
         msg_id=row.msg_id,
     )

@@ -18,6 +18,7 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from services.alerts import signing
+from services.alerts.egress import STRICT, EgressPolicy, RefusedTarget
 from services.core.protocol import alerts_topic
 
 
@@ -101,17 +102,22 @@ class WebhookNotifier:
         client: httpx.Client | None = None,
         timeout_s: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
+        egress: EgressPolicy = STRICT,
     ) -> None:
         self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
         self.wall_clock = wall_clock
+        self.egress = egress
 
     def deliver(self, message: OutboundMessage) -> DeliveryResult:
         if not message.url or not message.secret:
             return DeliveryResult(False, error="route has no url or secret")
         now = self.wall_clock()
         try:
+            target = self.egress.pin(message.url)  # resolved and checked, every time
             headers = signing.headers(message.secret, message.message_id, int(now), message.body)
-            response = self.client.post(message.url, content=message.body, headers=headers)
+            response = target.post(self.client, message.body, headers)
+        except RefusedTarget as exc:  # sending again cannot help
+            return DeliveryResult(False, error=f"refused: {exc}", retryable=False)
         except signing.InvalidSecret as exc:
             return DeliveryResult(False, error=f"route secret: {exc}")
         except httpx.HTTPError as exc:

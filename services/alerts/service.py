@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from sqlalchemy import Engine
 
 from services.alerts.delivery import Deliverer, RetryPolicy
+from services.alerts.egress import EgressPolicy
 from services.alerts.event_processor import SOURCES, Processor
 from services.alerts.leader import Leadership
 from services.alerts.notifiers import MqttNotifier, Notifier, WebhookNotifier
@@ -55,7 +56,8 @@ class AlertService:
         self.clock = clock
         self.thresholds = Thresholds.from_settings(settings)
         self.client = self._mqtt_client()
-        self.webhooks = WebhookNotifier(timeout_s=settings.webhook_timeout_s)
+        egress = EgressPolicy.parse(settings.webhook_allow_hosts)
+        self.webhooks = WebhookNotifier(timeout_s=settings.webhook_timeout_s, egress=egress)
         self.notifiers: dict[str, Notifier] = dict(
             notifiers
             or {"mqtt": MqttNotifier(self.client, settings.topic_prefix), "webhook": self.webhooks}
@@ -75,7 +77,7 @@ class AlertService:
             self.engine,
             Context(settings.dashboard_url, settings.timezone),
             clock,
-            make_notifiers(settings.webhook_timeout_s),
+            make_notifiers(settings.webhook_timeout_s, egress=egress),
             policy=retry,
         )
         self.leadership = Leadership(self.engine)

@@ -73,6 +73,13 @@ def find_key(session: Session, key: str) -> ApiKey | None:
     return row
 
 
+def key_active(engine: Engine, key_id: int) -> bool:
+    """Whether the key still exists unrevoked (long-lived streams ask again)."""
+    with Session(engine) as session:
+        row = session.get(ApiKey, key_id)
+        return row is not None and row.revoked_at is None
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who is making a request: the key's id, role and checkpoint scope."""

@@ -14,6 +14,13 @@ from services.core.enums import Role
 from services.core.logs import setup_logging
 from services.core.settings import get_settings
 
+
+def _cli_actor() -> Any:
+    from services.api.auth import Actor
+
+    return Actor(key_id=None, role="cli", name="cpmon", scope=None, request_id=None)
+
+
 _KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"]+")
 
 
@@ -124,6 +131,7 @@ def cmd_apikey_list(args: argparse.Namespace) -> int:
 def cmd_apikey_revoke(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
+    from services.api.auth import write_audit
     from services.core.db import utcnow
     from services.core.models.auth import ApiKey
 
@@ -136,6 +144,7 @@ def cmd_apikey_revoke(args: argparse.Namespace) -> int:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.add(row)
+            write_audit(session, _cli_actor(), "api_key.revoke", f"api_key/{row.id}")
             session.commit()
     print(f"API key {args.key_id} revoked")
     return 0
@@ -151,12 +160,30 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"cpmon registry import: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
+    from sqlalchemy import Connection, insert
+
+    from services.api.auth import audit_values
+    from services.core.tables import audit_t
+
+    def audit(conn: Connection, result: Any) -> None:  # in the import's transaction
+        detail = {
+            "file": args.file.name,
+            "mode": args.mode,
+            "rows": result.rows,
+            "imported": result.imported,
+        }
+        conn.execute(
+            insert(audit_t),
+            audit_values(_cli_actor(), "registry.import", f"registry/{args.entity}", detail),
+        )
+
     result = import_csv(
         get_engine(settings.database_url),
         args.entity,
         text,
         ImportMode(args.mode),
         settings.id_hash_secret.get_secret_value(),
+        audit,
     )
     for error in result.errors:
         where = f"line {error.row}" + (f", {error.field}" if error.field else "")

@@ -7,6 +7,7 @@ authenticated caller (any role); `AdminKey`, `OfficerKey`, `AlertActorKey`,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -17,9 +18,11 @@ from sqlmodel import Session
 
 from services.api.auth import Actor, find_key
 from services.api.errors import ApiProblem
+from services.api.security import FailedAuth
 from services.core.enums import Role
 from services.core.settings import Settings
 
+log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="`X-API-Key: KEY` (same keys as Bearer)"
@@ -48,7 +51,21 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="checkpoint-monitor"'}
 
 
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
+    failed_auth: FailedAuth = request.app.state.failed_auth
+    address = _client_address(request)
+    wait = failed_auth.retry_after(address)
+    if wait is not None:
+        raise ApiProblem(
+            429,
+            f"too many unknown API keys from this address; try again in {wait} s",
+            "too-many-failed-keys",
+            headers={"Retry-After": str(wait)},
+        )
     if not key:
         raise ApiProblem(
             401,
@@ -59,6 +76,9 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
         )
     row = find_key(session, key.strip())
     if row is None:
+        request.app.state.metrics.auth_failures.inc()
+        log.info("auth_failed: unknown or revoked API key from %s", address)
+        failed_auth.failed(address)
         raise ApiProblem(
             401, "unknown or revoked API key", "invalid-api-key", headers=_UNAUTHENTICATED
         )

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from services.api.coverage_cache import SettledHours
 from services.api.errors import install_problem_handlers
+from services.api.limits import BodySizeLimitMiddleware
 from services.api.prom import ApiMetrics, DatabaseCollector, RequestContextMiddleware
 from services.api.routes import (
     alerts,
@@ -29,6 +30,7 @@ from services.api.routes import (
     webhooks,
     whoami,
 )
+from services.api.security import FailedAuth, SecurityHeadersMiddleware
 from services.core.db import get_engine
 from services.core.settings import Settings, get_settings
 from services.core.utils import freeze_startup_objects
@@ -84,7 +86,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settled_hours = SettledHours()
     app.state.registry = CollectorRegistry()
     app.state.registry.register(DatabaseCollector(app.state.engine))
-    app.add_middleware(RequestContextMiddleware, metrics=ApiMetrics(app.state.registry))
+    metrics = ApiMetrics(app.state.registry)
+    app.state.metrics = metrics
+    app.state.failed_auth = FailedAuth(
+        settings.api_auth_max_failures,
+        settings.api_auth_window_s,
+        settings.api_auth_block_s,
+        on_block=lambda _address: metrics.auth_blocks.inc(),
+    )
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default_limit=settings.api_max_body_bytes,
+        prefix_limits=[(f"{API_PREFIX}/registry/import/", settings.api_max_import_bytes)],
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_problem_handlers(app)
 
     app.include_router(health.router)

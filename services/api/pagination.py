@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, Engine, Table, and_, or_, select
 
 from services.api.params import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
 
 EXPORT_PAGE = 5000
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -47,32 +50,76 @@ def keyset_page(
     return rows, encode_cursor(rows[-1][time_column], rows[-1]["id"]) if more else None
 
 
+# OWASP CSV injection: a cell a spreadsheet would read as a formula (a QR code printed
+# as `=HYPERLINK(...)` is held up to a reader by anyone) gets a leading quote. The
+# full-width forms are there because some spreadsheet locales convert them to ASCII.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+BOM = "\ufeff"  # so Excel opens UTF-8 (Chinese names) correctly
+END_MARKER = "# end of export: {rows} rows"
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def stream_csv(
     engine: Engine,
     table: Table,
     conditions: list[ColumnElement[bool]],
     columns: list[str],
     extra: Sequence[Any] = (),
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[str]:
     """Page through with the same keyset as the API, so memory stays flat however many
-    rows the export holds."""
+    rows the export holds. The first page is read before anything is sent, so a filter
+    the database refuses is a 4xx; a failure after that raises, and the server aborts
+    the chunked body instead of ending it: a client sees an incomplete transfer, and the
+    closing `# end of export` line is missing from what it got."""
+    with engine.connect() as conn:
+        rows, cursor = keyset_page(conn, table, conditions, None, EXPORT_PAGE, extra=extra)
+    return _csv_pages(engine, table, conditions, columns, extra, rows, cursor, transform)
+
+
+def _csv_pages(
+    engine: Engine,
+    table: Table,
+    conditions: list[ColumnElement[bool]],
+    columns: list[str],
+    extra: Sequence[Any],
+    rows: list[dict[str, Any]],
+    cursor: str | None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    buffer.write(BOM)
     writer.writerow(columns)
-    yield buffer.getvalue()
-    cursor: str | None = None
+    written = 0
     while True:
-        with engine.connect() as conn:
-            rows, cursor = keyset_page(conn, table, conditions, cursor, EXPORT_PAGE, extra=extra)
+        for row in rows:
+            if transform is not None:
+                row = transform(row)
+            writer.writerow([csv_cell(row[c]) for c in columns])
+        written += len(rows)
+        if cursor is None:
+            buffer.write(END_MARKER.format(rows=written) + "\r\n")
+            yield buffer.getvalue()
+            return
+        yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-        for row in rows:
-            writer.writerow(
-                [v.isoformat() if isinstance(v, datetime) else v for v in (row[c] for c in columns)]
-            )
-        yield buffer.getvalue()
-        if cursor is None:
-            return
+        try:
+            with engine.connect() as conn:
+                rows, cursor = keyset_page(
+                    conn, table, conditions, cursor, EXPORT_PAGE, extra=extra
+                )
+        except Exception:
+            log.exception("CSV export of %s failed after %d rows: aborting", table.name, written)
+            raise
 
 
 def csv_response(
@@ -82,9 +129,10 @@ def csv_response(
     columns: list[str],
     filename: str,
     extra: Sequence[Any] = (),
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> StreamingResponse:
     return StreamingResponse(
-        stream_csv(engine, table, conditions, columns, extra),
+        stream_csv(engine, table, conditions, columns, extra, transform),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -32,6 +32,16 @@ class ApiMetrics:
             ("route", "method", "status"),
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "cpm_api_auth_failures",
+            "Requests with an unknown or revoked API key",
+            registry=registry,
+        )
+        self.auth_blocks = Counter(
+            "cpm_api_auth_blocks",
+            "Client addresses blocked for too many failed key checks",
+            registry=registry,
+        )
         self.latency = Histogram(
             "cpm_api_request_duration_seconds",
             "API request latency by route template",

@@ -1,4 +1,4 @@
-"""`cpmon db upgrade`, `cpmon db current` and `cpmon seed`."""
+"""`cpmon db upgrade`, `cpmon db current`, `cpmon seed` and `cpmon privacy purge`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,38 @@ def register(subparsers: Any) -> None:
         "(the compose demo seeds on every start)",
     )
     seed.set_defaults(func=cmd_seed)
+
+    privacy = subparsers.add_parser("privacy", help="personal data")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
+    purge = privacy_sub.add_parser(
+        "purge",
+        help="end of the emergency: delete all personal data (audited; roll-ups kept)",
+    )
+    purge.add_argument("--reason", required=True, help="recorded in the audit log")
+    purge.add_argument("--yes", action="store_true", help="really delete (no undo)")
+    purge.set_defaults(func=cmd_privacy_purge)
+
+
+def cmd_privacy_purge(args: argparse.Namespace) -> int:
+    import getpass
+    import sys
+
+    from services.core.purge import purge_personal_data
+
+    if not args.yes:
+        print(
+            "cpmon privacy purge deletes every person, passage, reading and dead letter "
+            "for good; add --yes to do it",
+            file=sys.stderr,
+        )
+        return 2
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    counts = purge_personal_data(
+        get_engine(settings.database_url), f"cpmon privacy purge ({getpass.getuser()})", args.reason
+    )
+    print("purged: " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+    return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from datetime import date
+from typing import Any
 
 RESIDENT_ID = "resident_id"
 
@@ -18,10 +20,15 @@ _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
 _RESIDENT_ID_RE = re.compile(r"^\d{17}[\dX]$")
 
-# What redaction looks for in free text: an 18-character resident ID, a 15-digit
-# first-generation ID, or the value of an "id_number" field whatever its shape.
-_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+# What redaction looks for in free text: any ID-shaped run of digits (15 or more, an
+# 18-character resident ID with its X among them), wherever it stands: inside a word
+# (`ID440305...`, `a4403...Xb`), split by single spaces or hyphens, in full-width digits;
+# and the value of an "id_number" field whatever its shape.
+_ID_IN_TEXT = re.compile(r"(?<!\d)\d(?:[ \-]?\d){14,}(?:[ \-]?[Xx\uff38\uff58])?(?!\d)")
 _ID_FIELD = re.compile(r'("id_number"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+# JSON escapes of digits, X, space and hyphen (`\u0034\u0034...`), decoded before looking
+_ESCAPED = re.compile(r"\\u00(3[0-9]|58|78|20|2[dD])")
+ID_FIELDS = frozenset({"id_number", "id_no", "idcard", "id_card", "owner_id_number"})
 
 
 def normalize_id(id_number: str) -> str:
@@ -71,7 +78,61 @@ def mask_id(id_number: str) -> str:
     return "*" * len(number)
 
 
+def mask_tail(id_number: str) -> str:
+    """`440305199001011234` -> `**************1234`: the last four only (what may be
+    shown beyond officers and admins, and what redaction leaves)."""
+    number = "".join(ch for ch in normalize_id(id_number) if ch.isalnum())
+    return "*" * max(len(number) - 4, 0) + number[-4:] if len(number) > 4 else "*" * len(number)
+
+
+def tail_only(masked: str | None) -> str | None:
+    """A stored masked form (`4403**********123X`) cut to its last four characters
+    (`**************123X`): what viewers, duty staff, handhelds and webhooks get. The
+    region and birth-date digits narrow a person down to a handful of candidates."""
+    if not masked:
+        return masked
+    return "*" * max(len(masked) - 4, 0) + masked[-4:]
+
+
+def _redact_text(text: str) -> str:
+    if "\\u" in text:
+        text = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _ID_FIELD.sub(lambda m: m.group(1) + mask_tail(m.group(2)) + m.group(3), text)
+    return _ID_IN_TEXT.sub(lambda m: mask_tail(m.group(0)), text)
+
+
+def _redact_value(value: Any, field: str | None = None) -> Any:
+    if field is not None and field.lower() in ID_FIELDS and isinstance(value, str | int):
+        return mask_tail(str(value))
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):  # an ID sent as a JSON number
+        text = str(value)
+        return _redact_text(text) if _ID_IN_TEXT.search(text) else value
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {_redact_text(str(k)): _redact_value(v, str(k)) for k, v in value.items()}
+    return value
+
+
 def redact(text: str) -> str:
-    """Mask every ID-looking number in `text` (used before storing or logging payloads)."""
-    text = _ID_FIELD.sub(lambda m: m.group(1) + mask_id(m.group(2)) + m.group(3), text)
-    return _ID_IN_TEXT.sub(lambda m: mask_id(m.group(1)), text)
+    """Mask every ID-looking number in `text` (used before storing or logging payloads,
+    and on free-text device fields). JSON is decoded first, so escapes (`\\u0034`) and
+    numbers hide nothing; anything else is searched as text."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            return json.dumps(_redact_value(decoded), ensure_ascii=False, separators=(",", ":"))
+    return _redact_text(text)
+
+
+def contains_id(text: str) -> bool:
+    """Cheap test for the hot path: is there anything `redact` would change?"""
+    return "\\u" in text or '"id_number"' in text or _ID_IN_TEXT.search(text) is not None

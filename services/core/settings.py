@@ -6,6 +6,8 @@ and calling `get_settings.cache_clear()`, or by passing a `Settings` explicitly.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,13 +24,25 @@ DEFAULT_DATABASE_URL = "sqlite:///./var/checkpoint-monitor.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
+MIN_SECRET_BITS = 64.0
+
+
+def secret_bits(secret: str) -> float:
+    """A rough upper bound of a secret's entropy: its length times the Shannon entropy
+    of its characters. 16 identical characters: 0 bits; 32 hex digits: about 128."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
 class MqttEndpoint:
     """The broker address parsed from `CPM_MQTT_URL`."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"CPM_MQTT_URL must start with mqtt:// or mqtts://, got {url!r}")
+            shown = f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else "(no scheme)"
+            raise ValueError(f"CPM_MQTT_URL must start with mqtt:// or mqtts://, got {shown}")
         self.tls = parts.scheme == "mqtts"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (8883 if self.tls else 1883)
@@ -43,7 +57,13 @@ class MqttEndpoint:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CPM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CPM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # a configuration error must not print what was given: the HMAC secret, a
+        # broker password in CPM_MQTT_URL, a database password
+        hide_input_in_errors=True,
     )
 
     # --- plumbing -------------------------------------------------------------------
@@ -178,6 +198,13 @@ class Settings(BaseSettings):
     webhook_give_up_after_s: float = Field(
         default=24 * 3600.0, gt=0, description="A delivery still failing after this is dropped."
     )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Webhook and robot targets allowed although they are not public "
+        "addresses: comma-separated host names and CIDRs (e.g. `10.1.2.0/24,hooks.lan`). "
+        "Empty: loopback, private, link-local, CGNAT, multicast and metadata addresses are "
+        "refused when a route is saved and again, after DNS, before every request.",
+    )
     webhook_retry_after_cap_s: float = Field(
         default=3600.0,
         gt=0,
@@ -192,7 +219,39 @@ class Settings(BaseSettings):
         description="Where duty staff open the dashboard: the links in robot messages "
         "(WeCom, DingTalk, Feishu) point to an alert there.",
     )
-    retention_days: int = Field(default=0, ge=0, description="Delete raw rows older (0: keep).")
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body (JSON) the API accepts; a larger one gets 413 "
+        "before it is read, parsed or its key checked.",
+    )
+    api_max_import_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest registry CSV import (`POST /api/v1/registry/import/...`), "
+        "read as a stream and refused with 413 at this size.",
+    )
+    id_full_view_roles: str = Field(
+        default="officer,admin",
+        description="API roles that see the longer masked ID form (`4403**********123X`); "
+        "every other role, MQTT handhelds and webhooks get the last 4 characters only.",
+    )
+    api_auth_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Unknown or revoked keys a client address may send within "
+        "CPM_API_AUTH_WINDOW_S before it is blocked (429) for CPM_API_AUTH_BLOCK_S. "
+        "Counted per API process.",
+    )
+    api_auth_window_s: float = Field(default=300.0, gt=0)
+    api_auth_block_s: float = Field(default=300.0, gt=0)
+    retention_days: int = Field(
+        default=28,
+        ge=0,
+        description="`cpmon retention` deletes raw rows (passages, readings, duty and device "
+        "events, dead letters: personal data) older than this many days; the hourly roll-ups "
+        "stay. 0 keeps everything (not for personal data: keep it no longer than needed).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -210,6 +269,12 @@ class Settings(BaseSettings):
             )
         if len(secret) < 16:
             raise ValueError("CPM_ID_HASH_SECRET must be at least 16 characters long")
+        if secret != DEMO_ID_HASH_SECRET and secret_bits(secret) < MIN_SECRET_BITS:
+            raise ValueError(
+                "CPM_ID_HASH_SECRET is too predictable (repeated or few distinct characters): "
+                "with it, every ID number of a district can be enumerated from its hash. "
+                "Use e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`."
+            )
         MqttEndpoint(self.mqtt_url)  # validate early, with a clear message
         self.topic_prefix = self.topic_prefix.strip("/")
         return self

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.core.enums import PassageKind, ReadingSource, Screening
-from services.core.identity import is_valid_id, mask_id, normalize_id
+from services.core.identity import contains_id, is_valid_id, mask_id, normalize_id, redact
 from services.core.models.registry import normalize_plate
 from services.core.protocol import (
     DutyMessage,
@@ -121,6 +121,12 @@ def _reading_row(
     }
 
 
+def free_text(value: str | None) -> str | None:
+    """A device's free-text field (QR code, plate, operator) as stored: anything shaped
+    like an ID number masked (anybody can hold up a QR code holding one)."""
+    return redact(value) if value and contains_id(value) else value
+
+
 def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     entry = item.message
     assert isinstance(entry, EntryMessage)
@@ -135,7 +141,7 @@ def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
         "id_hash": None,
         "id_masked": None,
         "person_id": None,
-        "qr_pass": entry.qr_pass,
+        "qr_pass": free_text(entry.qr_pass),
         "pass_id": None,
         "plate": None,
         "vehicle_id": None,
@@ -149,7 +155,7 @@ def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     if entry.kind is PassageKind.VEHICLE:
         plate = normalize_plate(entry.plate) if entry.plate else None
         vehicle = registry.vehicles.get(plate) if plate else None
-        row["plate"] = plate
+        row["plate"] = free_text(plate)
         row["vehicle_id"] = vehicle[0] if vehicle else None
         row["registration"] = classify_vehicle(vehicle_active=vehicle[1] if vehicle else None)
     else:
@@ -164,6 +170,8 @@ def add_entry(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
             id_masked=mask_id(id_number) if id_number else None,
             person_id=person_id,
             pass_id=pass_record.id if pass_record else None,
+            # a registered pass code is the registry's; anything else is free text
+            qr_pass=entry.qr_pass if pass_record else free_text(entry.qr_pass),
             quarantined=person_id is not None
             and is_quarantined(registry.quarantines.get(person_id, []), times["ts"]),
             registration=classify_person(
@@ -198,7 +206,7 @@ def add_reading(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
     row.update(
         msg_id=reading.msg_id,
         direction=reading.direction.value,
-        operator=reading.operator,
+        operator=free_text(reading.operator),
         entry_msg_id=reading.entry_msg_id,
         source=ReadingSource.THERMOMETER.value,
     )

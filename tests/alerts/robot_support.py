@@ -19,6 +19,7 @@ from services.alerts.store import escalate_due, raise_alert
 from services.core.models.alerts import AlertType, WebhookRouteCreate
 from services.core.models.robots import RobotSend
 from services.core.tables import table_of
+from tests.support.webhooks import LOOPBACK_EGRESS
 
 DASHBOARD = "http://127.0.0.1:8000"
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)  # 16:00 in Shanghai
@@ -47,7 +48,9 @@ class Robots:
     limits: RobotLimits = field(default_factory=RobotLimits)
 
     def __post_init__(self) -> None:
-        self.notifiers = make_notifiers(timeout_s=5.0, wall_clock=self.clock.wall)
+        self.notifiers = make_notifiers(
+            timeout_s=5.0, wall_clock=self.clock.wall, egress=LOOPBACK_EGRESS
+        )
         self.dispatcher = RobotDispatcher(
             self.engine, Context(DASHBOARD), self.clock, self.notifiers, self.limits
         )

@@ -26,7 +26,7 @@ from services.alerts.service import AlertService
 from services.core.models.alerts import DeliveryAttempt, WebhookRouteCreate
 from services.core.protocol import ReadingMessage, device_topic, encode
 from tests.support.alerts import add_reading, alerts, outbox
-from tests.support.env import TEST_SECRET
+from tests.support.env import LOOPBACK_ALLOW, TEST_SECRET
 from tests.support.webhooks import WebhookReceiver
 
 FAST = {
@@ -162,6 +162,7 @@ def test_killing_the_worker_mid_delivery_loses_no_alert(
             "CPM_TOPIC_PREFIX": topic_prefix,
             "CPM_ID_HASH_SECRET": TEST_SECRET,
             "CPM_MQTT_URL": "mqtt://127.0.0.1:1883",
+            "CPM_WEBHOOK_ALLOW_HOSTS": LOOPBACK_ALLOW,  # the receiver below
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "alerts", "--poll", "0.2"],

@@ -3,19 +3,11 @@ SSE feed over a real uvicorn server; the board, passages paging and CSV, dead le
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert
 
@@ -24,8 +16,7 @@ from services.alerts.store import raise_alert
 from services.core.db import utcnow
 from services.core.models import DeadLetter, Passage
 from services.core.models.alerts import AlertType
-from tests.support.api import assert_problem, bearer
-from tests.support.env import free_port
+from tests.support.api import assert_problem, bearer, export_rows
 
 
 def open_alert(
@@ -145,24 +136,6 @@ def test_silences_and_webhook_routes(
     assert_problem(client.get("/api/v1/webhooks", headers=officer), 403)
 
 
-@pytest.fixture
-def served(api_app: FastAPI) -> Iterator[str]:
-    """The app on a real socket: SSE needs a streaming client."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(api_app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
 async def read_events(response: httpx.Response, wanted: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     current: dict[str, str] = {}
@@ -273,9 +246,7 @@ def test_passages_pages_cover_every_row_once_and_csv_streams_them(
     unscreened = client.get("/api/v1/passages?screened=false&limit=1000", headers=viewer).json()
     assert len(unscreened["items"]) == 12
     assert_problem(client.get("/api/v1/passages?cursor=bm9wZQ", headers=viewer), 422, "cursor")
-    exported = client.get("/api/v1/passages/export.csv?direction=in", headers=viewer)
-    assert exported.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    rows = export_rows(client.get("/api/v1/passages/export.csv?direction=in", headers=viewer))
     assert len(rows) == 28 and {r["direction"] for r in rows} == {"in"}
     board = client.get("/api/v1/checkpoints", headers=viewer).json()
     assert len(board["checkpoints"]) == 102

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from services.core.demo import DemoCommunity
 from services.ingest.service import IngestService
 from tests.support import Publisher, wait_until
-from tests.support.api import bearer
+from tests.support.api import bearer, export_rows
 from tests.support.ingest import stamp, stored, topic
 
 
@@ -55,5 +52,5 @@ def test_a_passage_shows_the_temperature_that_screened_it(
     assert {p["msg_id"]: p["screening_temp_c"] for p in detail["recent_passages"]} == temps
 
     exported = client.get("/api/v1/passages/export.csv?checkpoint_id=cp-006", headers=viewer)
-    rows = {r["msg_id"]: r["screening_temp_c"] for r in csv.DictReader(io.StringIO(exported.text))}
+    rows = {r["msg_id"]: r["screening_temp_c"] for r in export_rows(exported)}
     assert rows == {"e1": "36.2", "e2": "37.8", "e3": ""}

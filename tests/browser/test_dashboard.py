@@ -23,6 +23,7 @@ from tests.support.browser import (
     pipeline,
     poll,
     require_chromium,
+    wait_for_js,
 )
 
 pytestmark = [
@@ -84,7 +85,7 @@ def test_board_shows_all_102_checkpoints_by_site_and_the_language_switch_is_reme
         assert page.locator(".site[data-site=res-01] h3").inner_text().startswith("住宅小区1号")
         assert page.locator(".tile[data-checkpoint=cp-001] .tile-name").inner_text() == "北门"
         page.locator("#lang-toggle").click()
-        page.wait_for_function("document.documentElement.lang === 'en'")
+        wait_for_js(page, "document.documentElement.lang === 'en'")
         assert page.locator("h1").inner_text() == "Checkpoint duty board"
         assert page.locator(".tile[data-checkpoint=cp-001] .tile-name").inner_text() == "North gate"
         assert "Residential compound 1" in page.locator(".site[data-site=res-01] h3").inner_text()
@@ -102,7 +103,7 @@ def test_board_shows_all_102_checkpoints_by_site_and_the_language_switch_is_reme
         assert not dialog.is_visible()
 
         page.locator("#lang-toggle").click()
-        page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+        wait_for_js(page, "document.documentElement.lang === 'zh-CN'")
         assert page.locator("#board-panel h2").inner_text() == "监测点看板"
         assert browser.errors == []
 
@@ -212,7 +213,7 @@ def test_a_wrong_key_is_refused_with_a_message(server: LiveServer, tmp_path: Pat
         page.goto(server.url + "/")
         page.locator("#api-key").fill("cpm_not-a-key")
         page.locator("#signin-form button[type=submit]").click()
-        page.wait_for_function("document.querySelector('#signin-error').textContent !== ''")
+        wait_for_js(page, "document.querySelector('#signin-error').textContent !== ''")
         assert "密钥无效" in page.locator("#signin-error").inner_text()
         assert page.locator("#app").is_hidden()
         assert page.evaluate("localStorage.getItem('cpm.apiKey')") is None

@@ -33,6 +33,7 @@ from tests.support.browser import (
     pipeline,
     poll,
     require_chromium,
+    wait_for_js,
 )
 from tests.support.env import TEST_SECRET
 
@@ -117,7 +118,7 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
                     [(date.fromisoformat(today) - timedelta(days=1)).isoformat(), today],
                 )
                 page.locator("#range-form button[type=submit]").click()
-                page.wait_for_function("document.querySelectorAll('.chart canvas').length === 2")
+                wait_for_js(page, "document.querySelectorAll('.chart canvas').length === 2")
                 temperature = page.locator("#gauges-today .gauge-value").first.inner_text()
                 assert temperature.endswith("%")
                 page.wait_for_timeout(300)  # let the gauge rings finish their transition
@@ -138,11 +139,11 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
                 page.locator("#detail-close").click()
 
                 page.locator("#lang-toggle").click()
-                page.wait_for_function("document.documentElement.lang === 'en'")
+                wait_for_js(page, "document.documentElement.lang === 'en'")
                 page.wait_for_timeout(300)
                 browser.screenshot(shots, "dashboard-en.png")
                 page.locator("#lang-toggle").click()
-                page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+                wait_for_js(page, "document.documentElement.lang === 'zh-CN'")
 
                 page.set_viewport_size({"width": 390, "height": 844})
                 page.evaluate("window.scrollTo(0, 0)")

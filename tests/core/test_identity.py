@@ -1,8 +1,14 @@
+import json
+
+import pytest
+
 from services.core.identity import (
+    contains_id,
     hash_id,
     is_valid_id,
     is_valid_resident_id,
     mask_id,
+    mask_tail,
     normalize_id,
     redact,
 )
@@ -42,6 +48,40 @@ def test_redact_masks_ids_in_text_and_in_id_fields() -> None:
     out = redact(text)
     assert VALID not in out
     assert "440305199001011236" not in out
-    assert "1101**********002X" in out
+    assert "**************002X" in out and "1101" not in out
     bad = redact('{"id_number": "not-an-id-123"}')
     assert "not-an-id-123" not in bad
+
+
+HIDDEN = "440305199001011236"
+ESCAPED = "".join(f"\\u{ord(ch):04x}" for ch in HIDDEN)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"ID{HIDDEN}",  # inside a word
+        f"a{HIDDEN[:-1]}Xb",
+        f"{HIDDEN[:6]} {HIDDEN[6:14]} {HIDDEN[14:]}",  # spaced
+        f"{HIDDEN[:6]}-{HIDDEN[6:]}",
+        "".join(chr(ord(ch) + 0xFEE0) for ch in HIDDEN),  # full-width digits
+        f'{{"note": "{ESCAPED}"}}',  # JSON-escaped
+        f"not json {ESCAPED}",
+        f'{{"n": {HIDDEN}}}',  # a JSON number
+        f'[{{"{HIDDEN}": 1}}]',  # a JSON key
+        f'{{"id_number": "{HIDDEN[:10]}"}}',  # an id_number field, whatever its shape
+        f'{{"broken": "{HIDDEN}"',  # not valid JSON
+    ],
+)
+def test_redaction_finds_ids_however_they_are_hidden(text: str) -> None:
+    out = redact(text)
+    digits = "".join(ch for ch in out if ch.isdigit())
+    assert HIDDEN[:10] not in digits and HIDDEN[:6] not in out, out
+    assert contains_id(text)
+
+
+def test_redaction_leaves_ordinary_numbers_alone() -> None:
+    text = '{"ts": 1700000000000, "phone": "13800138000", "temp_c": 36.6, "ok": true}'
+    assert json.loads(redact(text)) == json.loads(text)
+    assert not contains_id("cp-001 e12 2026-03-01T08:00:00+08:00")
+    assert mask_tail(HIDDEN) == "**************1236"

@@ -29,7 +29,7 @@ from services.core.models.alerts import WebhookRouteCreate
 from tests.support.alerts import Clock, add_reading, outbox
 from tests.support.env import MQTT_URL, free_port
 from tests.support.reliability import db_name, env_float, record
-from tests.support.webhooks import WebhookReceiver
+from tests.support.webhooks import LOOPBACK_EGRESS, WebhookReceiver
 
 DOWN_S = env_float("CPM_RELIABILITY_WEBHOOK_DOWN_S", 600)
 STEP_S = 5.0
@@ -56,7 +56,10 @@ def test_webhook_receiver_down_ten_minutes_gets_every_alert_once_in_order(
         make_settings(),  # the shipped retry policy: 1 s doubling to 5 min
         seeded_engine,
         clock=clock,
-        notifiers={"mqtt": MqttNotifier(client, topic_prefix), "webhook": WebhookNotifier()},
+        notifiers={
+            "mqtt": MqttNotifier(client, topic_prefix),
+            "webhook": WebhookNotifier(egress=LOOPBACK_EGRESS),
+        },
     )
 
     def step() -> None:

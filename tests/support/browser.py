@@ -221,3 +221,15 @@ def poll(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met before the deadline")
+
+
+def wait_for_js(page: Any, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll a JavaScript expression until it is truthy. Playwright's `wait_for_function`
+    evaluates its predicate with `eval` inside the page, which the dashboard's
+    Content-Security-Policy (no 'unsafe-eval') forbids; `page.evaluate` goes through the
+    DevTools protocol, which the policy does not govern."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression!r} still false after {timeout_s} s")
+        time.sleep(0.05)

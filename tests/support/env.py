@@ -7,6 +7,9 @@ import os
 import socket
 
 TEST_SECRET = "test-secret-0123456789abcdef"
+# Webhook receivers of the tests listen on loopback, which the shipped default refuses:
+# tests allow it explicitly (CPM_WEBHOOK_ALLOW_HOSTS), and only it.
+LOOPBACK_ALLOW = "127.0.0.0/8"
 MQTT_URL = os.environ.get("CPM_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 

@@ -11,7 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from services.alerts import signing
-from tests.support.env import free_port
+from services.alerts.egress import EgressPolicy
+from tests.support.env import LOOPBACK_ALLOW, free_port
+
+# what notifiers built by a test may reach: the receivers below, nothing else
+LOOPBACK_EGRESS = EgressPolicy.parse(LOOPBACK_ALLOW)
 
 
 class WebhookReceiver:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.alerts.egress import STRICT, EgressPolicy
 from services.alerts.robots import dingtalk, feishu, wecom
 from services.alerts.robots.common import ROBOT_KINDS, RobotNotifier, RobotRoute
 from services.alerts.robots.messages import Card
@@ -35,9 +36,11 @@ def render(card: Card, route: RobotRoute) -> bytes:
 
 
 def make_notifiers(
-    timeout_s: float = 5.0, wall_clock: Callable[[], float] = time.time
+    timeout_s: float = 5.0,
+    wall_clock: Callable[[], float] = time.time,
+    egress: EgressPolicy = STRICT,
 ) -> dict[str, RobotNotifier]:
     return {
-        kind: NOTIFIER_TYPES[kind](timeout_s=timeout_s, wall_clock=wall_clock)
+        kind: NOTIFIER_TYPES[kind](timeout_s=timeout_s, wall_clock=wall_clock, egress=egress)
         for kind in ROBOT_KINDS
     }

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 
+from services.alerts.egress import STRICT, EgressPolicy, RefusedTarget
 from services.alerts.notifiers import DeliveryResult, OutboundMessage, parse_retry_after
 
 STANDARD = "standard"
@@ -137,14 +138,19 @@ def _tail(value: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Scheme, host and path stay; query values and long path segments (tokens) are cut
-    to their last 4 characters: enough to tell two robots apart, useless to send."""
+    """Scheme, host and path stay; user name and password become `***`; query values and
+    long path segments (tokens) are cut to their last 4 characters: enough to tell two
+    robots apart, useless to send."""
     try:
         parts = urlsplit(url)
         path = "/".join(_tail(seg) if len(seg) >= 16 else seg for seg in parts.path.split("/"))
         query = "&".join(f"{quote(k, safe='')}={_tail(v)}" for k, v in parse_qsl(parts.query))
         host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
         netloc = f"{host}:{parts.port}" if parts.port else host
+        if parts.username or parts.password:  # stored for sending, never shown
+            netloc = "***@" + netloc
         return urlunsplit((parts.scheme, netloc, path, query, ""))
     except ValueError:
         return "(invalid url)"
@@ -229,9 +235,11 @@ class RobotNotifier:
         client: httpx.Client | None = None,
         timeout_s: float = 5.0,
         wall_clock: Callable[[], float] = time.time,
+        egress: EgressPolicy = STRICT,
     ) -> None:
         self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
         self.wall_clock = wall_clock
+        self.egress = egress
 
     def signed(
         self, url: str, secret: str, body: dict[str, Any], now: float
@@ -246,9 +254,12 @@ class RobotNotifier:
             body = json.loads(message.body)
             url, body = self.signed(message.url, message.secret or "", body, now)
             content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            response = self.client.post(
-                url, content=content, headers={"content-type": "application/json; charset=utf-8"}
+            target = self.egress.pin(url)  # resolved and checked, every time
+            response = target.post(
+                self.client, content, {"content-type": "application/json; charset=utf-8"}
             )
+        except RefusedTarget as exc:  # names the address, never the URL (a credential)
+            return DeliveryResult(False, error=f"refused: {exc}", retryable=False)
         except httpx.HTTPError as exc:
             # the exception text may quote the URL, which is a credential: name the type
             return DeliveryResult(False, error=f"{type(exc).__name__} sending to the robot")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from services.alerts.egress import EgressPolicy
 from services.alerts.notifiers import DeliveryResult, OutboundMessage, WebhookNotifier
 from services.alerts.robots import make_notifiers, render
 from services.alerts.robots.common import ROBOT_KINDS, RobotRoute
@@ -20,7 +21,12 @@ from services.core.tables import robot_send_t
 
 
 def send_test(
-    conn: Connection, route: dict[str, Any], ctx: Context, now: datetime, timeout_s: float = 5.0
+    conn: Connection,
+    route: dict[str, Any],
+    ctx: Context,
+    now: datetime,
+    egress: EgressPolicy,
+    timeout_s: float = 5.0,
 ) -> DeliveryResult:
     message_id = "msg_test_" + uuid.uuid4().hex
     if route["kind"] not in ROBOT_KINDS:
@@ -29,13 +35,13 @@ def send_test(
             "timestamp": now.isoformat(),
             "data": {"route_id": route["id"], "name": route["name"]},
         }
-        webhook = WebhookNotifier(timeout_s=timeout_s)
+        webhook = WebhookNotifier(timeout_s=timeout_s, egress=egress)
         try:
             return webhook.deliver(_outbound(route, message_id, json.dumps(body).encode()))
         finally:
             webhook.close()
     robot = RobotRoute.from_row(route)
-    notifiers = make_notifiers(timeout_s=timeout_s)
+    notifiers = make_notifiers(timeout_s=timeout_s, egress=egress)
     try:
         payload = render(probe_card(robot.name, ctx, robot.language), robot)
         result = notifiers[robot.kind].deliver(_outbound(route, message_id, payload))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,18 +22,20 @@ from sqlmodel import select as orm_select
 from starlette.concurrency import run_in_threadpool
 
 from services.alerts import lifecycle
-from services.api.auth import Actor
+from services.api.auth import Actor, key_active
 from services.api.deps import (
     AlertActorKey,
     AlertManagerKey,
     CurrentKey,
     EngineDep,
     SessionDep,
+    SettingsDep,
     StreamKey,
 )
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
+from services.api.privacy import check_scope, scope_conditions, sees_full_ids, shown
 from services.api.routes.common import IntId, commit_audited, get_or_404
 from services.api.schemas import Page
 from services.core.db import utcnow
@@ -49,6 +53,7 @@ from services.core.models.alerts import (
 )
 from services.core.tables import alert_t, history_t
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
 ERRORS = problem_responses(401, 403, 404, 409, 422)
 STREAM_BATCH = 200
@@ -110,14 +115,25 @@ def sse_event(row: dict[str, Any]) -> str:
 
 
 async def alert_feed(
-    request: Request, engine: Engine, after: int, scope: frozenset[str] | None
+    request: Request, engine: Engine, after: int, actor: Actor
 ) -> AsyncIterator[str]:
-    """Tail `alert_history` past the last id sent: works whichever process wrote it."""
+    """Tail `alert_history` past the last id sent: works whichever process wrote it.
+    The key is checked again every `sse_key_recheck_s`: a revoked key's stream ends
+    (with an `event: revoked`), its EventSource's reconnect then gets a 401."""
     poll_s: float = getattr(request.app.state, "sse_poll_s", 1.0)
     heartbeat_s: float = getattr(request.app.state, "sse_heartbeat_s", 15.0)
+    recheck_s: float = getattr(request.app.state, "sse_key_recheck_s", 5.0)
+    scope = actor.scope if actor.role == "duty" else None
     yield "retry: 3000\n\n"
     idle = 0.0
+    checked = time.monotonic()
     while not await request.is_disconnected():
+        if actor.key_id is not None and time.monotonic() - checked >= recheck_s:
+            checked = time.monotonic()
+            if not await run_in_threadpool(key_active, engine, actor.key_id):
+                log.info("alert stream of key %d ended: the key was revoked", actor.key_id)
+                yield 'event: revoked\ndata: {"reason": "the API key was revoked"}\n\n'
+                return
         rows = await run_in_threadpool(fetch_history, engine, after, scope)
         for row in rows:
             after = int(row["id"])
@@ -164,9 +180,8 @@ async def stream_alerts(
         after = int(last_event_id)
     if after is None:
         after = await run_in_threadpool(newest_history_id, engine)
-    scope = actor.scope if actor.role == "duty" else None
     return StreamingResponse(
-        alert_feed(request, engine, after, scope),
+        alert_feed(request, engine, after, actor),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -176,7 +191,8 @@ async def stream_alerts(
 @router.get("/alerts", response_model=Page[AlertPublic], responses=ERRORS)
 def list_alerts(
     session: SessionDep,
-    _actor: CurrentKey,
+    settings: SettingsDep,
+    actor: CurrentKey,
     status: Annotated[
         Literal["open", "acknowledged", "resolved", "active"] | None,
         Query(description="`active` = open or acknowledged"),
@@ -210,17 +226,24 @@ def list_alerts(
         conditions.append(t.opened_at >= from_)
     if to is not None:
         conditions.append(t.opened_at < to)
+    conditions += scope_conditions(actor, t.checkpoint_id)  # duty: own checkpoints
     rows, next_cursor = keyset_page(
         session.connection(), alert_t, conditions, cursor, limit, "opened_at"
     )
+    full = sees_full_ids(actor, settings)
     return Page[AlertPublic](
-        items=[AlertPublic.model_validate(r) for r in rows], next_cursor=next_cursor
+        items=[AlertPublic.model_validate(shown(r, full)) for r in rows],
+        next_cursor=next_cursor,
     )
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=ERRORS)
-def get_alert(alert_id: IntId, session: SessionDep, _actor: CurrentKey) -> AlertDetail:
+def get_alert(
+    alert_id: IntId, session: SessionDep, settings: SettingsDep, actor: CurrentKey
+) -> AlertDetail:
+    """Duty keys: alerts of their own checkpoints only."""
     alert = get_or_404(session, Alert, alert_id, "alert")
+    check_scope(actor, alert.checkpoint_id)
     history = session.exec(
         orm_select(AlertHistory)
         .where(AlertHistory.alert_id == alert_id)
@@ -228,7 +251,7 @@ def get_alert(alert_id: IntId, session: SessionDep, _actor: CurrentKey) -> Alert
     )
     return AlertDetail.model_validate(
         {
-            **alert.model_dump(),
+            **shown(alert.model_dump(), sees_full_ids(actor, settings)),
             "history": [AlertHistoryPublic.model_validate(h) for h in history],
         }
     )

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 from services.api.coverage import ratio
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
+from services.api.privacy import sees_full_ids, shown
 from services.api.routes.passages import screening_temp
 from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
 from services.core.db import utcnow
@@ -170,20 +171,27 @@ def get_checkpoint(
     checkpoint_id: str,
     session: SessionDep,
     settings: SettingsDep,
-    _actor: CurrentKey,
+    actor: CurrentKey,
     recent: Annotated[int, Query(ge=0, le=200, description="How many passages")] = 20,
 ) -> CheckpointDetail:
+    """The state is for everybody; the recent passages (personal data) only for keys
+    that may read this checkpoint's rows (a duty key: its own checkpoints)."""
     now = utcnow()
     rows = board_rows(session.connection(), now, settings.timezone, [checkpoint_id])
     if not rows:
         raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
+    if not actor.may_act_on(checkpoint_id):
+        recent = 0
     passages = session.connection().execute(
         select(passage_t, screening_temp())
         .where(passage_t.c.checkpoint_id == checkpoint_id)
         .order_by(passage_t.c.ts.desc(), passage_t.c.id.desc())
         .limit(recent)
     )
+    full = sees_full_ids(actor, settings)
     return CheckpointDetail(
         checkpoint=rows[0],
-        recent_passages=[PassagePublic.model_validate(dict(p)) for p in passages.mappings()],
+        recent_passages=[
+            PassagePublic.model_validate(shown(dict(p), full)) for p in passages.mappings()
+        ],
     )

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import ColumnElement, Table, select
 
-from services.api.deps import CurrentKey, EngineDep, SessionDep
+from services.api.deps import CurrentKey, EngineDep, SessionDep, SettingsDep
 from services.api.errors import problem_responses
 from services.api.pagination import CSV_RESPONSE, csv_response, keyset_page
 from services.api.params import (
@@ -20,13 +20,15 @@ from services.api.params import (
     ToParam,
     check_window,
 )
+from services.api.privacy import audit_bulk_read, scope_conditions, sees_full_ids, shown
 from services.api.schemas import Page
 from services.core.enums import Registration
 from services.core.models.events import PassagePublic, ReadingPublic
 from services.core.tables import checkpoint_t, passage_t, reading_t
 
 router = APIRouter(tags=["data"])
-Slug = Annotated[str | None, Query(max_length=64)]
+# no control characters: a NUL is refused by PostgreSQL, and so a 422 here
+Slug = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 def common_filters(
@@ -124,16 +126,22 @@ READING_COLUMNS = list(ReadingPublic.model_fields)
 )
 def list_passages(
     session: SessionDep,
-    _actor: CurrentKey,
+    settings: SettingsDep,
+    actor: CurrentKey,
     conditions: PassageFilters,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page[PassagePublic]:
+    """Duty keys: their own checkpoints only. The masked ID: officers and admins see the
+    longer form, every other role the last 4 characters."""
+    conditions = conditions + scope_conditions(actor, passage_t.c.checkpoint_id)
     rows, next_cursor = keyset_page(
         session.connection(), passage_t, conditions, cursor, limit, extra=PASSAGE_EXTRA
     )
+    full = sees_full_ids(actor, settings)
     return Page[PassagePublic](
-        items=[PassagePublic.model_validate(r) for r in rows], next_cursor=next_cursor
+        items=[PassagePublic.model_validate(shown(r, full)) for r in rows],
+        next_cursor=next_cursor,
     )
 
 
@@ -144,10 +152,23 @@ def list_passages(
     responses={**CSV_RESPONSE, **problem_responses(401, 422)},
 )
 def export_passages(
-    engine: EngineDep, _actor: CurrentKey, conditions: PassageFilters
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    actor: CurrentKey,
+    conditions: PassageFilters,
 ) -> StreamingResponse:
+    """Duty keys: their own checkpoints only; masked IDs as in the list."""
+    full = sees_full_ids(actor, settings)
+    audit_bulk_read(engine, actor, "passages.export", {"filters": dict(request.query_params)})
     return csv_response(
-        engine, passage_t, conditions, PASSAGE_COLUMNS, "passages.csv", PASSAGE_EXTRA
+        engine,
+        passage_t,
+        conditions + scope_conditions(actor, passage_t.c.checkpoint_id),
+        PASSAGE_COLUMNS,
+        "passages.csv",
+        PASSAGE_EXTRA,
+        transform=lambda row: shown(row, full),
     )
 
 
@@ -159,11 +180,13 @@ def export_passages(
 )
 def list_readings(
     session: SessionDep,
-    _actor: CurrentKey,
+    actor: CurrentKey,
     conditions: ReadingFilters,
     cursor: CursorParam = None,
     limit: LimitParam = 100,
 ) -> Page[ReadingPublic]:
+    """Duty keys: their own checkpoints only."""
+    conditions = conditions + scope_conditions(actor, reading_t.c.checkpoint_id)
     rows, next_cursor = keyset_page(session.connection(), reading_t, conditions, cursor, limit)
     return Page[ReadingPublic](
         items=[ReadingPublic.model_validate(r) for r in rows], next_cursor=next_cursor
@@ -177,6 +200,9 @@ def list_readings(
     responses={**CSV_RESPONSE, **problem_responses(401, 422)},
 )
 def export_readings(
-    engine: EngineDep, _actor: CurrentKey, conditions: ReadingFilters
+    request: Request, engine: EngineDep, actor: CurrentKey, conditions: ReadingFilters
 ) -> StreamingResponse:
+    """Duty keys: their own checkpoints only."""
+    audit_bulk_read(engine, actor, "readings.export", {"filters": dict(request.query_params)})
+    conditions = conditions + scope_conditions(actor, reading_t.c.checkpoint_id)
     return csv_response(engine, reading_t, conditions, READING_COLUMNS, "readings.csv")

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import col, select
 
-from services.api.deps import AdminKey, RegistryReaderKey, SessionDep, SettingsDep
+from services.api.deps import AdminKey, EngineDep, RegistryReaderKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.params import LimitParam
+from services.api.privacy import audit_bulk_read
 from services.api.routes.common import MAX_INT, IntId, commit_audited, get_or_404, must_exist
 from services.api.schemas import Page
 from services.core.db import utcnow
@@ -88,7 +89,8 @@ def new_person(settings: SettingsDep, body: PersonCreate) -> Person:
 @router.get("/people", response_model=Page[PersonPublic], responses=ERRORS)
 def list_people(
     session: SessionDep,
-    _actor: RegistryReaderKey,
+    engine: EngineDep,
+    actor: RegistryReaderKey,
     site_id: Annotated[str | None, Query(max_length=64)] = None,
     name: Annotated[str | None, Query(max_length=200, description="name contains")] = None,
     cursor: Annotated[str | None, Query(pattern=r"^\d{1,10}$")] = None,
@@ -98,12 +100,18 @@ def list_people(
     if site_id is not None:
         query = query.where(Person.site_id == site_id)
     if name:
-        query = query.where(col(Person.name).contains(name))
+        query = query.where(col(Person.name).contains(name, autoescape=True))  # % and _ literal
     if cursor is not None:
         query = query.where(col(Person.id) > int(cursor))
     rows = list(session.exec(query.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
+    audit_bulk_read(
+        engine,
+        actor,
+        "people.list",
+        {"site_id": site_id, "name_filter": bool(name), "cursor": cursor, "rows": len(rows)},
+    )
     return Page[PersonPublic](
         items=[PersonPublic.model_validate(r) for r in rows],
         next_cursor=str(rows[-1].id) if more else None,

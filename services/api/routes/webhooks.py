@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from services.alerts import lifecycle
+from services.alerts.egress import EgressPolicy, RefusedTarget
 from services.alerts.robots import common as robots
 from services.alerts.robots.messages import Context
 from services.alerts.robots.probe import send_test
@@ -29,6 +31,8 @@ from services.core.models.alerts import (
     WebhookRouteCreate,
     WebhookRoutePublic,
 )
+from services.core.settings import Settings
+from services.core.tables import outbox_t
 
 router = APIRouter(prefix="/webhooks", tags=["admin"])
 ERRORS = problem_responses(401, 403, 404, 409, 422)
@@ -97,6 +101,25 @@ def _audit_detail(values: dict[str, Any]) -> dict[str, Any]:
     return detail
 
 
+def _check_target(settings: Settings, url: str) -> None:
+    """Scheme and host; a literal address must be public unless allowed. Names are
+    resolved and checked again before every request (services/alerts/egress.py)."""
+    try:
+        EgressPolicy.parse(settings.webhook_allow_hosts).check_url(url)
+    except RefusedTarget as exc:
+        raise invalid_field("body.url", str(exc)) from None
+
+
+def _cancel_pending(session: SessionDep, route_id: int) -> int:
+    """A disabled route's queued deliveries and retries are cancelled, not sent later."""
+    result = session.connection().execute(
+        update(outbox_t)
+        .where(outbox_t.c.route_id == route_id, outbox_t.c.state == "pending")
+        .values(state="cancelled", last_error="cancelled: the route was disabled")
+    )
+    return int(result.rowcount or 0)
+
+
 def _check_refs(session: SessionDep, site_id: str | None, checkpoint_id: str | None) -> None:
     if site_id is not None and session.get(Site, site_id) is None:
         raise invalid_field("body.site_id", f"no site {site_id!r}")
@@ -112,13 +135,14 @@ def list_routes(session: SessionDep, _actor: AdminKey) -> list[WebhookRouteView]
 
 @router.post("", response_model=WebhookRouteCreated, status_code=201, responses=ERRORS)
 def create_route(
-    body: WebhookRouteCreate, session: SessionDep, actor: AdminKey
+    body: WebhookRouteCreate, session: SessionDep, actor: AdminKey, settings: SettingsDep
 ) -> WebhookRouteCreated:
     """Alerts matching site / checkpoint / minimum severity / types are POSTed to `url`:
     `standard` routes signed per Standard Webhooks with the route's secret (returned
     here, once); `wecom`, `dingtalk`, `feishu` routes as that group robot's message,
     signed with the robot's secret when it has one (docs/alerts.md)."""
     _check_refs(session, body.site_id, body.checkpoint_id)
+    _check_target(settings, body.url)
     try:
         route = lifecycle.create_route(session, body)
     except lifecycle.InvalidRoute as exc:
@@ -137,8 +161,14 @@ def create_route(
 
 @router.patch("/{route_id}", response_model=WebhookRouteView, responses=ERRORS)
 def update_route(
-    route_id: IntId, body: WebhookRouteUpdate, session: SessionDep, actor: AdminKey
+    route_id: IntId,
+    body: WebhookRouteUpdate,
+    session: SessionDep,
+    actor: AdminKey,
+    settings: SettingsDep,
 ) -> WebhookRouteView:
+    """Changes are applied as given; `enabled: false` also cancels the route's pending
+    deliveries (retries included): they are not sent when it is enabled again."""
     route: WebhookRoute = get_or_404(session, WebhookRoute, route_id, "webhook route")
     changes = body.model_dump(exclude_unset=True)
     for name in ("name", "url", "min_severity", "escalation", "enabled", "language", "secret"):
@@ -151,16 +181,16 @@ def update_route(
         lifecycle.validate_route(merged)
     except lifecycle.InvalidRoute as exc:
         raise ApiProblem(422, str(exc), "validation-error") from None
+    if "url" in changes:
+        _check_target(settings, merged.url)
     for name, value in changes.items():
         setattr(route, name, value)
     session.add(route)
+    detail = _audit_detail(changes)
+    if changes.get("enabled") is False:
+        detail["deliveries_cancelled"] = _cancel_pending(session, route_id)
     commit_audited(
-        session,
-        actor,
-        "webhook_route.update",
-        f"webhook_route/{route_id}",
-        _audit_detail(changes),
-        route,
+        session, actor, "webhook_route.update", f"webhook_route/{route_id}", detail, route
     )
     return _view(route)
 
@@ -174,7 +204,8 @@ def test_route(
     A robot's test counts against its rate limit like any message."""
     route: WebhookRoute = get_or_404(session, WebhookRoute, route_id, "webhook route")
     ctx = Context(settings.dashboard_url, settings.timezone)
-    result = send_test(session.connection(), route.model_dump(), ctx, utcnow())
+    egress = EgressPolicy.parse(settings.webhook_allow_hosts)
+    result = send_test(session.connection(), route.model_dump(), ctx, utcnow(), egress)
     commit_audited(
         session,
         actor,
@@ -197,7 +228,7 @@ def list_deliveries(
     route_id: IntId,
     session: SessionDep,
     _actor: AdminKey,
-    state: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+    state: Annotated[str | None, Query(pattern="^(pending|delivered|failed|cancelled)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Outbox]:
     get_or_404(session, WebhookRoute, route_id, "webhook route")

@@ -262,7 +262,9 @@ class Outbox(SQLModel, table=True):
     event: str = Field(max_length=16)
     payload: str
     message_id: str = Field(max_length=64, description="webhook-id; receivers dedup on it")
-    state: str = Field(default="pending", max_length=10, description="pending|delivered|failed")
+    state: str = Field(
+        default="pending", max_length=10, description="pending|delivered|failed|cancelled"
+    )
     attempts: int = Field(default=0)
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)

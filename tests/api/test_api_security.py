@@ -1,0 +1,121 @@
+"""Security headers a browser enforces, key guessing damped per client address, and
+live streams that end when their key is revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from services.api.main import STATIC_DIR, create_app
+from tests.support.api import assert_problem, bearer
+
+
+def test_every_answer_carries_the_security_headers(
+    client: TestClient, api_keys: dict[str, str]
+) -> None:
+    answers = [
+        client.get("/"),
+        client.get("/js/app.js"),
+        client.get("/api/v1/checkpoints", headers=bearer(api_keys["viewer"])),
+        client.get("/api/v1/checkpoints"),  # 401
+        client.get("/nowhere"),
+        client.post("/api/v1/webhooks", content=b"x", headers={"Content-Length": str(10**9)}),
+    ]
+    for answer in answers:
+        h = answer.headers
+        csp = h["content-security-policy"]
+        assert "script-src 'self';" in csp and "unsafe-inline" not in csp, answer.url
+        assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+        assert h["referrer-policy"] == "no-referrer"
+    docs = client.get("/docs").headers["content-security-policy"]
+    assert "https://cdn.jsdelivr.net" in docs and "frame-ancestors 'none'" in docs
+
+
+def test_the_dashboard_has_nothing_inline_that_the_policy_would_block() -> None:
+    """The CSP allows scripts and styles from our own files only: no inline script, no
+    event-handler or style attributes, no eval, nothing from another origin."""
+    pages = list(STATIC_DIR.rglob("*.html"))
+    scripts = [p for p in STATIC_DIR.joinpath("js").rglob("*.js")]
+    assert pages and scripts
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        for tag in re.findall(r"<script\b[^>]*>(.*?)</script>", html, flags=re.S | re.I):
+            assert not tag.strip(), f"inline script in {page.name}"
+        assert not re.search(r"\son[a-z]+\s*=", html, flags=re.I), page.name
+        assert not re.search(r"\sstyle\s*=", html, flags=re.I), page.name
+        for url in re.findall(r"(?:src|href)\s*=\s*\"([^\"]+)\"", html):
+            assert not re.match(r"(https?:)?//", url), f"{page.name} loads {url}"
+    for script in scripts:
+        code = script.read_text(encoding="utf-8")
+        assert not re.search(r"\beval\(|new Function\(|\son[a-z]+=\\?\"", code), script.name
+        assert "style=" not in code, script.name
+        assert not re.search(r"<script", code, flags=re.I), script.name
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_guessed_keys_block_the_address_for_a_while(
+    seeded_engine: Any, make_settings: Any, api_keys: dict[str, str]
+) -> None:
+    app = create_app(
+        make_settings(api_auth_max_failures=3, api_auth_window_s=60, api_auth_block_s=120)
+    )
+    clock = Clock()
+    app.state.failed_auth.clock = clock
+    viewer = bearer(api_keys["viewer"])
+    guesser = TestClient(app, raise_server_exceptions=False, client=("203.0.113.7", 40000))
+    other = TestClient(app, raise_server_exceptions=False, client=("198.51.100.9", 40000))
+    with guesser, other:
+        for n in range(3):
+            assert_problem(guesser.get("/api/v1/checkpoints", headers=bearer(f"cpm_guess{n}")), 401)
+        # blocked: even the right key is refused, so a guesser cannot tell it found one
+        blocked = guesser.get("/api/v1/checkpoints", headers=viewer)
+        assert_problem(blocked, 429, "too many unknown API keys")
+        assert blocked.headers["retry-after"] == "120"
+        assert other.get("/api/v1/checkpoints", headers=viewer).status_code == 200
+        # a missing key is not a guess: the other address may forget it any number of times
+        for _ in range(5):
+            assert_problem(other.get("/api/v1/checkpoints"), 401, "no API key")
+        assert other.get("/api/v1/checkpoints", headers=viewer).status_code == 200
+        clock.now += 60
+        assert guesser.get("/api/v1/checkpoints", headers=viewer).headers["retry-after"] == "60"
+        clock.now += 61
+        assert guesser.get("/api/v1/checkpoints", headers=viewer).status_code == 200
+        metrics = other.get("/metrics").text
+        assert "cpm_api_auth_failures_total 3.0" in metrics
+        assert "cpm_api_auth_blocks_total 1.0" in metrics
+
+
+async def test_a_revoked_key_ends_its_open_alert_stream(
+    served: str, api_app: FastAPI, api_keys: dict[str, str]
+) -> None:
+    api_app.state.sse_key_recheck_s = 0.1
+    async with httpx.AsyncClient(timeout=20) as http:
+        keys = (await http.get(f"{served}/api/v1/keys", headers=bearer(api_keys["admin"]))).json()
+        viewer_id = next(k["id"] for k in keys if k["name"] == "test viewer")
+        url = f"{served}/api/v1/alerts/stream"
+        async with http.stream("GET", url, headers=bearer(api_keys["viewer"])) as response:
+            assert response.status_code == 200
+            revoked = await http.post(
+                f"{served}/api/v1/keys/{viewer_id}/revoke", headers=bearer(api_keys["admin"])
+            )
+            assert revoked.status_code == 200, revoked.text
+
+            async def until_the_end() -> list[str]:
+                return [line async for line in response.aiter_lines()]
+
+            lines = await asyncio.wait_for(until_the_end(), 60)  # a bound, not a timing
+        assert "event: revoked" in lines
+        assert (await http.get(url, headers=bearer(api_keys["viewer"]))).status_code == 401
