@@ -6,7 +6,7 @@ open rows, so that read costs the same however many screened rows or unpaired on
 share the window.
 
 Revision ID: 0008
-Revises: 0006 (to be re-chained after 0007 at merge)
+Revises: 0006
 Create Date: 2026-12-02
 """
 
