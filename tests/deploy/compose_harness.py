@@ -120,7 +120,7 @@ class Stack:
         run(
             [str(cpmon), "devices", "provision", "--checkpoints", ",".join(checkpoints), "--out",
              str(secrets_dir), "--tls-hosts", "localhost"],
-            env={**os.environ, "CPM_ID_HASH_SECRET": "x" * 32},
+            env={**os.environ, "CPM_ID_HASH_SECRET": secrets.token_hex(32)},
         )  # fmt: skip
         # the broker saves live changes into the directory; the simulator reads the logins
         run(["chown", "-R", f"{MOSQUITTO_UID}:{MOSQUITTO_UID}", str(secrets_dir)])
