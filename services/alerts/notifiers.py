@@ -91,11 +91,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-class WebhookNotifier:
-    """POST, signed per Standard Webhooks. Any 2xx is delivered; anything else (and
-    every network error) is retried by the deliverer."""
-
-    name = "webhook"
+class HttpNotifier:
+    """What every HTTP notifier holds: a client that never follows redirects (a
+    redirect could lead past the egress check), the clock it signs with, and the
+    egress policy each request is checked against."""
 
     def __init__(
         self,
@@ -107,6 +106,13 @@ class WebhookNotifier:
         self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
         self.wall_clock = wall_clock
         self.egress = egress
+
+
+class WebhookNotifier(HttpNotifier):
+    """POST, signed per Standard Webhooks. Any 2xx is delivered; anything else (and
+    every network error) is retried by the deliverer."""
+
+    name = "webhook"
 
     def deliver(self, message: OutboundMessage) -> DeliveryResult:
         if not message.url or not message.secret:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 
-from services.alerts.egress import STRICT, EgressPolicy, RefusedTarget
-from services.alerts.notifiers import DeliveryResult, OutboundMessage, parse_retry_after
+from services.alerts.egress import RefusedTarget
+from services.alerts.notifiers import (
+    DeliveryResult,
+    HttpNotifier,
+    OutboundMessage,
+    parse_retry_after,
+)
 
 STANDARD = "standard"
 ROBOT_KINDS = ("wecom", "dingtalk", "feishu")
@@ -223,23 +227,12 @@ def interpret(response: httpx.Response, codes: Codes, now: float) -> DeliveryRes
     )
 
 
-class RobotNotifier:
+class RobotNotifier(HttpNotifier):
     """Signs (per robot), POSTs the robot's JSON and reads the robot's code. Like every
     notifier it never raises and never retries; the dispatcher does."""
 
     name = "robot"
     codes: Codes
-
-    def __init__(
-        self,
-        client: httpx.Client | None = None,
-        timeout_s: float = 5.0,
-        wall_clock: Callable[[], float] = time.time,
-        egress: EgressPolicy = STRICT,
-    ) -> None:
-        self.client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
-        self.wall_clock = wall_clock
-        self.egress = egress
 
     def signed(
         self, url: str, secret: str, body: dict[str, Any], now: float
