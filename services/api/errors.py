@@ -2,6 +2,10 @@
 
 `type` is a stable URI per kind of problem, `title` a short summary, `detail` what went
 wrong in this request; validation problems add `errors`, each naming its field.
+
+Problems never echo what was submitted: validation errors carry no `input` nor `ctx`,
+and every detail, field and message is scrubbed of ID-shaped numbers and cut short
+before it is sent (`scrubbed`), whichever route built it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.core.identity import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,16 @@ def invalid_field(field: str, message: str) -> ApiProblem:
     )
 
 
+MAX_ECHO = 300
+
+
+def scrubbed(text: str) -> str:
+    """A problem text without ID-shaped numbers (masked to their last four), without
+    control characters, and at most `MAX_ECHO` characters long."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in redact_text(text))
+    return clean if len(clean) <= MAX_ECHO else clean[: MAX_ECHO - 1] + "…"
+
+
 def _slug(text: str) -> str:
     return text.lower().replace(" ", "-").replace("'", "")
 
@@ -86,9 +102,14 @@ def problem_response(
         type=PROBLEM_BASE + (kind or _slug(title)),
         title=title,
         status=status,
-        detail=detail,
-        instance=request.url.path,
-        errors=errors,
+        detail=scrubbed(detail),
+        instance=scrubbed(request.url.path),
+        errors=[
+            FieldError(field=scrubbed(e.field), message=scrubbed(e.message), type=e.type)
+            for e in errors
+        ]
+        if errors is not None
+        else None,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
@@ -144,7 +165,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         # a unique or foreign key the route did not check first (a race, usually)
-        log.info("integrity error on %s: %s", request.url.path, exc.orig)
+        log.info("integrity error on %s: %s", request.url.path, redact_text(str(exc.orig)))
         return problem_response(
             request, 409, "conflicts with existing data (duplicate or unknown reference)"
         )
@@ -153,7 +174,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StatementError)
     async def _data(request: Request, exc: StatementError) -> JSONResponse:
         # e.g. a NUL character (PostgreSQL text refuses it) or a number out of range
-        log.info("value refused by the database on %s: %s", request.url.path, exc.orig)
+        log.info(
+            "value refused by the database on %s: %s",
+            request.url.path,
+            redact_text(str(exc.orig)),
+        )
         return problem_response(
             request,
             422,

@@ -101,6 +101,11 @@ def _redact_text(text: str) -> str:
     return _ID_IN_TEXT.sub(lambda m: mask_tail(m.group(0)), text)
 
 
+def redact_text(text: str) -> str:
+    """`redact` for plain text that is not a JSON document (messages, log lines)."""
+    return _redact_text(text)
+
+
 def _redact_value(value: Any, field: str | None = None) -> Any:
     if field is not None and field.lower() in ID_FIELDS and isinstance(value, str | int):
         return mask_tail(str(value))

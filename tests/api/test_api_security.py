@@ -119,3 +119,49 @@ async def test_a_revoked_key_ends_its_open_alert_stream(
             lines = await asyncio.wait_for(until_the_end(), 60)  # a bound, not a timing
         assert "event: revoked" in lines
         assert (await http.get(url, headers=bearer(api_keys["viewer"]))).status_code == 401
+
+
+HIDDEN_ID = "440305199001011236"
+
+
+def test_problems_never_echo_submitted_values(client: TestClient, api_keys: dict[str, str]) -> None:
+    """Whatever a client sends (an ID number in a body, a reference, a path), the
+    problem answer names the field, not the value."""
+    admin = bearer(api_keys["admin"])
+    answers = [
+        client.post(
+            "/api/v1/people",
+            json={"name": "x", "id_number": HIDDEN_ID[:-1] + "0", "site_id": "res-01"},
+            headers=admin,
+        ),
+        client.post("/api/v1/people", json={"name": 5, "id_number": [HIDDEN_ID]}, headers=admin),
+        client.post(
+            "/api/v1/webhooks",
+            json={"name": "w", "url": "https://hooks.example.com/", "checkpoint_id": HIDDEN_ID},
+            headers=admin,
+        ),
+        client.post(
+            "/api/v1/silences",
+            json={
+                "checkpoint_id": f"ID{HIDDEN_ID}x",
+                "starts_at": "2026-01-01T00:00:00Z",
+                "ends_at": "2026-01-02T00:00:00Z",
+                "reason": "r",
+            },
+            headers=admin,
+        ),
+        client.get("/api/v1/passages", params={"checkpoint_id": f"{HIDDEN_ID}\x00"}, headers=admin),
+        client.get(f"/api/v1/checkpoints/{HIDDEN_ID}", headers=admin),
+        client.get(f"/api/v1/no-such-route/{HIDDEN_ID}", headers=admin),
+        client.post(
+            "/api/v1/tracing/contacts", content=f'{{"id_number": {HIDDEN_ID}', headers=admin
+        ),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (answer.status_code, answer.text)
+        body = answer.json()
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert HIDDEN_ID[:10] not in answer.text, answer.text
+        for error in body.get("errors", []):
+            assert set(error) == {"field", "message", "type"}
+    assert "body.id_number" in answers[0].text

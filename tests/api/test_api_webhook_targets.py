@@ -219,6 +219,48 @@ def test_disabling_a_route_cancels_its_pending_deliveries(
     assert '"deliveries_cancelled": 2' in audit["items"][0]["detail"]
 
 
+def test_deleting_a_route_cancels_its_pending_deliveries_and_is_audited(
+    client: TestClient, api_keys: dict[str, str], seeded_engine: Engine
+) -> None:
+    secret = signing.new_secret()
+    receiver = WebhookReceiver(secret, start=False)  # down: deliveries stay pending
+    admin = bearer(api_keys["admin"])
+    url = receiver.url.replace("http://", "http://user:pw-secret@")
+    created = client.post("/api/v1/webhooks", json={"name": "gone", "url": url}, headers=admin)
+    route_id = created.json()["id"]
+    open_alert(seeded_engine)
+    officer = bearer(api_keys["officer"])
+    assert_problem(client.delete(f"/api/v1/webhooks/{route_id}", headers=officer), 403)
+    assert_problem(client.delete("/api/v1/webhooks/999999", headers=admin), 404)
+    gone = client.delete(f"/api/v1/webhooks/{route_id}", headers=admin)
+    assert gone.status_code == 204, gone.text
+    assert client.get("/api/v1/webhooks", headers=admin).json() == []
+    assert_problem(client.get(f"/api/v1/webhooks/{route_id}/deliveries", headers=admin), 404)
+    with seeded_engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox_t.c.state, outbox_t.c.route_id, outbox_t.c.last_error).where(
+                outbox_t.c.channel == "webhook"
+            )
+        ).all()
+    assert [(state, rid) for state, rid, _ in rows] == [("cancelled", None)]
+    assert "deleted" in rows[0][2]
+    deliverer = Deliverer(
+        seeded_engine, {"webhook": WebhookNotifier(egress=LOOPBACK_EGRESS)}, utcnow
+    )
+    receiver.start()
+    try:
+        assert deliverer.deliver_due() == 0
+        assert receiver.received == []
+    finally:
+        deliverer.close()
+        receiver.stop()
+    audit = client.get("/api/v1/audit?action=webhook_route.delete", headers=admin).json()
+    detail = json.loads(audit["items"][0]["detail"])
+    assert detail["deliveries_cancelled"] == 1 and detail["name"] == "gone"
+    assert "pw-secret" not in audit["items"][0]["detail"]
+    assert_problem(client.delete(f"/api/v1/webhooks/{route_id}", headers=admin), 404)
+
+
 def test_credentials_in_a_url_are_kept_but_never_shown_or_audited(
     client: TestClient, api_keys: dict[str, str], seeded_engine: Engine
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
 from services.alerts import lifecycle
@@ -32,7 +32,7 @@ from services.core.models.alerts import (
     WebhookRoutePublic,
 )
 from services.core.settings import Settings
-from services.core.tables import outbox_t
+from services.core.tables import outbox_t, robot_send_t, route_t
 
 router = APIRouter(prefix="/webhooks", tags=["admin"])
 ERRORS = problem_responses(401, 403, 404, 409, 422)
@@ -110,12 +110,13 @@ def _check_target(settings: Settings, url: str) -> None:
         raise invalid_field("body.url", str(exc)) from None
 
 
-def _cancel_pending(session: SessionDep, route_id: int) -> int:
-    """A disabled route's queued deliveries and retries are cancelled, not sent later."""
+def _cancel_pending(session: SessionDep, route_id: int, why: str = "disabled") -> int:
+    """A disabled or deleted route's queued deliveries and retries are cancelled, not
+    sent later."""
     result = session.connection().execute(
         update(outbox_t)
         .where(outbox_t.c.route_id == route_id, outbox_t.c.state == "pending")
-        .values(state="cancelled", last_error="cancelled: the route was disabled")
+        .values(state="cancelled", last_error=f"cancelled: the route was {why}")
     )
     return int(result.rowcount or 0)
 
@@ -236,3 +237,28 @@ def list_deliveries(
     if state is not None:
         query = query.where(Outbox.state == state)
     return list(session.exec(query.order_by(col(Outbox.id).desc()).limit(limit)))
+
+
+@router.delete("/{route_id}", status_code=204, responses=ERRORS)
+def delete_route(route_id: IntId, session: SessionDep, actor: AdminKey) -> None:
+    """The route is deleted and its pending deliveries (retries included) cancelled in
+    the same transaction. Its past deliveries stay in the outbox, unlinked from the
+    route; its robot send log goes with it. The audit record keeps the counts."""
+    route: WebhookRoute = get_or_404(session, WebhookRoute, route_id, "webhook route")
+    conn = session.connection()
+    detail: dict[str, Any] = {
+        "name": route.name,
+        "kind": route.kind,
+        "url": robots.mask_url(route.url),
+        "deliveries_cancelled": _cancel_pending(session, route_id, "deleted"),
+    }
+    detail["deliveries_unlinked"] = int(
+        conn.execute(
+            update(outbox_t).where(outbox_t.c.route_id == route_id).values(route_id=None)
+        ).rowcount
+        or 0
+    )
+    conn.execute(delete(robot_send_t).where(robot_send_t.c.route_id == route_id))
+    conn.execute(delete(route_t).where(route_t.c.id == route_id))
+    session.expunge(route)
+    commit_audited(session, actor, "webhook_route.delete", f"webhook_route/{route_id}", detail)
