@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +81,45 @@ def key_active(engine: Engine, key_id: int) -> bool:
     with Session(engine) as session:
         row = session.get(ApiKey, key_id)
         return row is not None and row.revoked_at is None
+
+
+# --- dashboard sessions -----------------------------------------------------------------
+# The dashboard trades its key once (`POST /api/v1/session`, Bearer) for this token in an
+# HttpOnly SameSite=Strict cookie: the key is kept neither in localStorage nor in URLs.
+# The token names the key and an expiry and is signed with a key derived from the HMAC
+# secret and bound to the key's hash; each use looks the key up again, so a revoked key's
+# sessions end at once.
+SESSION_COOKIE = "cpm_session"
+_SESSION_LABEL = b"cpm-dashboard-session-v1"
+
+
+def _session_mac(secret: str, key_id: int, expires: int, key_hash: str) -> str:
+    signing_key = hmac.new(secret.encode("utf-8"), _SESSION_LABEL, hashlib.sha256).digest()
+    mac = hmac.new(signing_key, f"{key_id}.{expires}.{key_hash}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def session_token(secret: str, row: ApiKey, ttl_s: int, now: float | None = None) -> str:
+    assert row.id is not None
+    expires = int((time.time() if now is None else now) + ttl_s)
+    return f"v1.{row.id}.{expires}.{_session_mac(secret, row.id, expires, row.key_hash)}"
+
+
+def find_session_key(
+    session: Session, secret: str, token: str, now: float | None = None
+) -> ApiKey | None:
+    """The unrevoked key a session token was made for, or None (bad, forged, expired)."""
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    key_id, expires = int(parts[1]), int(parts[2])
+    if key_id > 2**62 or expires < (time.time() if now is None else now):
+        return None
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    expected = _session_mac(secret, key_id, expires, row.key_hash)
+    return row if hmac.compare_digest(expected, parts[3]) else None
 
 
 @dataclass(frozen=True, slots=True)

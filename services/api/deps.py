@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from services.api.auth import Actor, find_key
+from services.api.auth import SESSION_COOKIE, Actor, find_key, find_session_key
 from services.api.errors import ApiProblem
 from services.api.security import FailedAuth
 from services.core.enums import Role
@@ -55,7 +55,28 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+API_KEY_HEADERS = ("authorization", "x-api-key")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _session_token(request: Request) -> str | None:
+    """The dashboard's session cookie, if any. A write through a cookie must come from
+    this origin (SameSite=Strict already keeps other sites' requests from carrying it;
+    the Origin check is a second lock)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    origin = request.headers.get("origin")
+    if request.method not in SAFE_METHODS and origin is not None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own:
+            raise ApiProblem(403, "a session cookie sent from another origin", "forbidden")
+    return token[:200]
+
+
 def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
+    """The caller from a key (Bearer, X-API-Key, the stream's query) or, without one,
+    from the dashboard's session cookie."""
     failed_auth: FailedAuth = request.app.state.failed_auth
     address = _client_address(request)
     wait = failed_auth.retry_after(address)
@@ -66,7 +87,8 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
             "too-many-failed-keys",
             headers={"Retry-After": str(wait)},
         )
-    if not key:
+    token = None if key else _session_token(request)
+    if not key and token is None:
         raise ApiProblem(
             401,
             "no API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY` "
@@ -74,13 +96,22 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
             "missing-api-key",
             headers=_UNAUTHENTICATED,
         )
-    row = find_key(session, key.strip())
+    if key:
+        row = find_key(session, key.strip())
+    else:
+        settings: Settings = request.app.state.settings
+        secret = settings.id_hash_secret.get_secret_value()
+        row = find_session_key(session, secret, token or "")
     if row is None:
         request.app.state.metrics.auth_failures.inc()
-        log.info("auth_failed: unknown or revoked API key from %s", address)
+        what = "API key" if key else "session"
+        log.info("auth_failed: unknown or revoked %s from %s", what, address)
         failed_auth.failed(address)
         raise ApiProblem(
-            401, "unknown or revoked API key", "invalid-api-key", headers=_UNAUTHENTICATED
+            401,
+            "unknown or revoked API key" if key else "the session has ended; sign in again",
+            "invalid-api-key",
+            headers=_UNAUTHENTICATED,
         )
     assert row.id is not None
     return Actor(

@@ -245,6 +245,13 @@ class Settings(BaseSettings):
     )
     api_auth_window_s: float = Field(default=300.0, gt=0)
     api_auth_block_s: float = Field(default=300.0, gt=0)
+    api_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="Lifetime of a dashboard session (`POST /api/v1/session`): the key is "
+        "traded for an HttpOnly SameSite=Strict cookie, so the browser keeps no key.",
+    )
     retention_days: int = Field(
         default=28,
         ge=0,

@@ -10,8 +10,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from services.api.auth import find_session_key, session_token
 from services.api.main import STATIC_DIR, create_app
+from services.core.models.auth import ApiKey
 from tests.support.api import assert_problem, bearer
 
 
@@ -165,3 +168,85 @@ def test_problems_never_echo_submitted_values(client: TestClient, api_keys: dict
         for error in body.get("errors", []):
             assert set(error) == {"field", "message", "type"}
     assert "body.id_number" in answers[0].text
+
+
+def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(
+    client: TestClient, api_keys: dict[str, str], make_settings: Any
+) -> None:
+    """The key is sent once; the cookie names no key, cannot be read by scripts nor
+    sent by other sites, works for the alert stream, and dies with its key."""
+    assert client.get("/api/v1/session").json() == {"signed_in": False, **NO_SESSION}
+    opened = client.post("/api/v1/session", headers=bearer(api_keys["duty"]))
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["role"] == "duty" and opened.json()["checkpoints"] == ["cp-001", "cp-002"]
+    cookie = opened.headers["set-cookie"]
+    assert cookie.startswith("cpm_session=v1.")
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/api/v1"} <= flags
+    assert api_keys["duty"] not in cookie and api_keys["duty"][4:20] not in cookie
+    # the cookie alone authenticates (the test client keeps it)
+    assert client.get("/api/v1/whoami").json()["role"] == "duty"
+    assert client.get("/api/v1/session").json()["signed_in"] is True
+    # writes through the cookie from another origin are refused
+    cross = client.post(
+        "/api/v1/alerts/1/acknowledge", json={}, headers={"Origin": "https://evil.example"}
+    )
+    assert_problem(cross, 403, "another origin")
+    # a cookie cannot open a session of its own; a forged token is refused
+    assert_problem(client.post("/api/v1/session"), 401)
+    token = cookie.split(";")[0].split("=", 1)[1]
+    parts = token.split(".")
+    forged = ".".join([parts[0], parts[1], str(int(parts[2]) + 86400), parts[3]])
+    client.cookies.set("cpm_session", forged, path="/api/v1")
+    assert_problem(client.get("/api/v1/whoami"), 401, "session has ended")
+    client.cookies.set("cpm_session", token, path="/api/v1")
+    # an expired token is refused too
+    app_settings = client.app.state.settings  # type: ignore[attr-defined]
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        row = session.get(ApiKey, int(parts[1]))
+        assert row is not None
+        secret = app_settings.id_hash_secret.get_secret_value()
+        old = session_token(secret, row, 60, now=1000.0)
+        assert find_session_key(session, secret, old) is None
+        assert find_session_key(session, secret, token) is not None
+    # sign out deletes the cookie
+    closed = client.delete("/api/v1/session")
+    assert closed.status_code == 204 and 'cpm_session=""' in closed.headers["set-cookie"]
+    client.cookies.clear()
+    assert_problem(client.get("/api/v1/whoami"), 401, "no API key")
+
+
+NO_SESSION = {
+    "key_id": None,
+    "name": None,
+    "role": None,
+    "checkpoints": None,
+    "expires_at": None,
+}
+
+
+async def test_the_alert_stream_takes_the_session_cookie_and_ends_on_revocation(
+    served: str, api_app: FastAPI, api_keys: dict[str, str]
+) -> None:
+    api_app.state.sse_key_recheck_s = 0.1
+    admin = bearer(api_keys["admin"])
+    async with httpx.AsyncClient(timeout=20) as http:
+        keys = (await http.get(f"{served}/api/v1/keys", headers=admin)).json()
+        viewer_id = next(k["id"] for k in keys if k["name"] == "test viewer")
+        opened = await http.post(f"{served}/api/v1/session", headers=bearer(api_keys["viewer"]))
+        assert opened.status_code == 200
+        browser = httpx.AsyncClient(timeout=20, cookies=opened.cookies)
+        async with browser:
+            url = f"{served}/api/v1/alerts/stream"
+            async with browser.stream("GET", url) as response:
+                assert response.status_code == 200
+                revoked = await http.post(f"{served}/api/v1/keys/{viewer_id}/revoke", headers=admin)
+                assert revoked.status_code == 200
+
+                async def until_the_end() -> list[str]:
+                    return [line async for line in response.aiter_lines()]
+
+                lines = await asyncio.wait_for(until_the_end(), 60)  # a bound, not a timing
+            assert "event: revoked" in lines
+            assert_problem(await browser.get(f"{served}/api/v1/whoami"), 401, "session")
+            assert (await browser.get(f"{served}/api/v1/session")).json()["signed_in"] is False

@@ -65,6 +65,10 @@ def test_board_shows_all_102_checkpoints_by_site_and_the_language_switch_is_reme
     with chromium_page(tmp_path / "profile", server.url) as browser:
         page = browser.page
         browser.sign_in(key)
+        # the key is in no storage a script can read, nor in the stream's URL
+        assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+        assert "cpm_session" not in page.evaluate("document.cookie")
+        assert key not in page.content()
         assert page.locator(".tile").count() == 102
         assert page.locator(".site").count() == 20
         assert page.locator(".site[data-site=res-01] .tile").count() == 5

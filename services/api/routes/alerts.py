@@ -173,9 +173,10 @@ async def stream_alerts(
 ) -> StreamingResponse:
     """One `alert` event per change of any alert (opened, repeated, acknowledged,
     escalated, resolved). Reconnecting EventSources send `Last-Event-ID` and resume
-    where they left off. Browsers cannot set headers on an EventSource: pass the key as
-    `?api_key=KEY` (it then appears in access logs, so use a viewer key). Duty keys see
-    their own checkpoints only."""
+    where they left off. Browsers cannot set headers on an EventSource: open a session
+    first (`POST /session`), whose cookie the stream takes; other clients may pass
+    `?api_key=KEY` (it then appears in access logs). Duty keys see their own checkpoints
+    only."""
     if last_event_id is not None and last_event_id.isdigit():
         after = int(last_event_id)
     if after is None:

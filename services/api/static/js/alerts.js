@@ -30,15 +30,14 @@ export class AlertFeed {
   }
 
   // --- connection ------------------------------------------------------------------
-  start(key) {
+  start() {
     this.stop();
-    this.key = key;
     if (!("EventSource" in window)) {
       this.startPolling();
       return;
     }
     this.setMode("connecting");
-    const source = new EventSource(streamUrl(key));
+    const source = new EventSource(streamUrl());
     this.source = source;
     let loaded = false;
     source.onopen = () => {

@@ -1,6 +1,8 @@
-// The API client: every call sends the stored key; errors carry the problem detail.
+// The API client; errors carry the problem detail. The key is sent once, to open a
+// session (`POST /api/v1/session`): the API answers with an HttpOnly SameSite=Strict
+// cookie that every later call and the alert stream carry. No script can read it, and
+// the key is kept neither in localStorage nor in any URL.
 
-const KEY_STORAGE = "cpm.apiKey";
 const BASE = "/api/v1";
 
 export class ApiError extends Error {
@@ -10,13 +12,18 @@ export class ApiError extends Error {
   }
 }
 
-export function storedKey() {
-  return localStorage.getItem(KEY_STORAGE);
+// The session this browser has: { signed_in, role, name, checkpoints, ... }.
+export function currentSession() {
+  return request("/session");
 }
 
-export function storeKey(key) {
-  if (key) localStorage.setItem(KEY_STORAGE, key);
-  else localStorage.removeItem(KEY_STORAGE);
+// Trade the key for the session cookie; the key is not kept.
+export function openSession(key) {
+  return request("/session", { method: "POST", key });
+}
+
+export async function closeSession() {
+  await fetch(new URL(`${BASE}/session`, location.origin), { method: "DELETE" });
 }
 
 async function problemDetail(response) {
@@ -28,7 +35,7 @@ async function problemDetail(response) {
   }
 }
 
-export async function request(path, { method = "GET", body, key = storedKey(), params } = {}) {
+export async function request(path, { method = "GET", body, key, params } = {}) {
   const url = new URL(BASE + path, location.origin);
   for (const [name, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
@@ -39,10 +46,11 @@ export async function request(path, { method = "GET", body, key = storedKey(), p
   const response = await fetch(url, {
     method,
     headers,
+    credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (!response.ok) throw new ApiError(response.status, await problemDetail(response));
-  return response.json();
+  return response.status === 204 ? null : response.json();
 }
 
 // The caller's role. Uses `GET /api/v1/whoami` when the API has it (looked up in the
@@ -89,9 +97,9 @@ export const api = {
     request(`/alerts/${id}/resolve`, { method: "POST", body: { outcome, note: note || null } }),
 };
 
-export function streamUrl(key, after) {
+// The stream authenticates with the session cookie: no key in the URL.
+export function streamUrl(after) {
   const url = new URL(`${BASE}/alerts/stream`, location.origin);
-  url.searchParams.set("api_key", key);
   if (after !== undefined && after !== null) url.searchParams.set("after", after);
   return url.toString();
 }

@@ -1,6 +1,6 @@
 // The dashboard: sign-in, coverage gauges, the board, the live alert feed, charts.
 
-import { api, ApiError, storedKey, storeKey, whoami } from "./api.js";
+import { api, ApiError, closeSession, currentSession, openSession, whoami } from "./api.js";
 import { AlertFeed } from "./alerts.js";
 import { displayName, renderBoard } from "./board.js";
 import { coverageChart, passagesChart } from "./charts.js";
@@ -175,7 +175,7 @@ async function startDashboard() {
   renderRole();
   [state.sites] = await Promise.all([api.sites(), refreshBoard()]);
   drawBoard();
-  feed.start(storedKey());
+  feed.start();
   await refreshToday(); // also learns the community's time zone, which "today" depends on
   if (!$("#range-from").value) {
     const today = localDate();
@@ -195,7 +195,7 @@ function signOut(message) {
   for (const timer of state.timers) clearInterval(timer);
   state.timers = [];
   feed.stop();
-  storeKey(null);
+  closeSession().catch(handleError);
   state.me = null;
   delete document.body.dataset.ready;
   $("#app").hidden = true;
@@ -215,7 +215,7 @@ async function signIn(key) {
       error instanceof ApiError && error.status === 401 ? t("signin.rejected") : error.message;
     return false;
   }
-  storeKey(key);
+  await openSession(key);
   await startDashboard();
   return true;
 }
@@ -269,9 +269,10 @@ function renderSound() {
 async function main() {
   wire();
   await initLang();
-  const key = storedKey();
-  if (key) {
-    if (!(await signIn(key))) signOut($("#signin-error").textContent);
+  const session = await currentSession();
+  if (session.signed_in) {
+    state.me = { role: session.role, name: session.name || "", checkpoints: session.checkpoints };
+    await startDashboard();
   } else {
     signOut();
   }
