@@ -26,6 +26,7 @@ from services.api.routes import (
     people,
     registry,
     registry_import,
+    retention,
     session,
     tracing,
     webhooks,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "registry", "description": "People, passes, vehicles, quarantine, staff"},
             {"name": "tracing", "description": "Contact tracing (officer, audited)"},
             {"name": "admin", "description": "API keys, webhook routes, audit log"},
+            {"name": "privacy", "description": "What personal data is kept, and until when"},
             {"name": "operations", "description": "Health, readiness, Prometheus"},
         ],
     )
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         whoami,
         session,
+        retention,
     ):
         api.include_router(module.router)
     app.include_router(api)

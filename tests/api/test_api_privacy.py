@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert
@@ -13,6 +14,7 @@ from sqlalchemy import Engine, insert
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import Finding
 from services.alerts.store import raise_alert
+from services.api.main import create_app
 from services.core.db import utcnow
 from services.core.models.alerts import AlertType
 from services.core.tables import passage_t, reading_t
@@ -133,3 +135,30 @@ def test_alerts_carry_the_last_four_characters_only() -> None:
         msg_id="m1",
     )
     assert passage_fact(row).id_masked == SHORT
+
+
+def test_each_record_class_shows_when_it_is_deleted(
+    seeded_engine: Engine, make_settings: Any, api_keys: dict[str, str]
+) -> None:
+    """`GET /privacy/retention`: the rule per table, and for the classes deleted by age
+    the oldest row kept and the date it becomes due, following CPM_RETENTION_DAYS."""
+    seed_rows(seeded_engine)  # passages and readings at T0
+    app = create_app(make_settings(retention_days=14))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert_problem(client.get("/api/v1/privacy/retention"), 401)
+        answer = client.get("/api/v1/privacy/retention", headers=bearer(api_keys["duty"]))
+        assert answer.status_code == 200, answer.text
+    policy = answer.json()
+    assert policy["retention_days"] == 14
+    by_class = {c["record_class"]: c for c in policy["classes"]}
+    assert {"passage", "reading", "dead_letter", "person", "alert", "audit_log"} <= set(by_class)
+    passage = by_class["passage"]
+    assert passage["personal_data"] and passage["kept_days"] == 14
+    oldest = datetime.fromisoformat(passage["oldest_at"])
+    assert oldest == T0
+    assert datetime.fromisoformat(passage["oldest_deleted_after"]) == T0 + timedelta(days=14)
+    assert by_class["dead_letter"]["oldest_at"] is None  # none stored
+    assert by_class["person"]["kept_days"] is None and "purge" in by_class["person"]["rule"]
+    assert not by_class["coverage_rollup"]["personal_data"]
+    due = datetime.fromisoformat(policy["deletes_before"])
+    assert abs(due - (utcnow() - timedelta(days=14))) < timedelta(hours=1)

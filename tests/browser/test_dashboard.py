@@ -70,6 +70,10 @@ def test_board_shows_all_102_checkpoints_by_site_and_the_language_switch_is_reme
         assert "cpm_session" not in page.evaluate("document.cookie")
         assert key not in page.content()
         assert page.locator(".tile").count() == 102
+        # each record class's deletion rule (GET /privacy/retention), in Chinese first
+        passages = page.locator("#retention-list tr[data-record-class=passage]")
+        passages.wait_for()
+        assert "通行记录" in passages.inner_text() and "28 天" in passages.inner_text()
         assert page.locator(".site").count() == 20
         assert page.locator(".site[data-site=res-01] .tile").count() == 5
         # no passages yet: no temperature or registration figure (never 0 % or 100 %);

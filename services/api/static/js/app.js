@@ -1,6 +1,7 @@
 // The dashboard: sign-in, coverage gauges, the board, the live alert feed, charts.
 
 import { api, ApiError, closeSession, currentSession, openSession, whoami } from "./api.js";
+import { loadRetention, renderRetention } from "./retention.js";
 import { AlertFeed } from "./alerts.js";
 import { displayName, renderBoard } from "./board.js";
 import { coverageChart, passagesChart } from "./charts.js";
@@ -187,6 +188,7 @@ async function startDashboard() {
   every(TODAY_REFRESH_MS, refreshToday);
   every(RANGE_REFRESH_MS, refreshRange);
   if (!state.me?.role || state.me.role === "admin") robots.load().catch(handleError);
+  loadRetention().catch(handleError);
   openLinkedAlert().catch(handleError);
   document.body.dataset.ready = "true";
 }
@@ -256,6 +258,7 @@ function wire() {
     if (state.range) renderGauges($("#gauges-range"), state.range.total);
     drawCharts();
     if (!$("#robots-panel").hidden) robots.render();
+    renderRetention();
     const dialog = $("#detail");
     if (dialog.open && dialog.dataset.checkpoint) openDetail(dialog.dataset.checkpoint);
   });
