@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ApiMetrics(app.state.registry)
     app.state.metrics = metrics
     app.state.failed_auth = FailedAuth(
+        app.state.engine,
         settings.api_auth_max_failures,
         settings.api_auth_window_s,
         settings.api_auth_block_s,

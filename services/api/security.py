@@ -5,20 +5,21 @@
   interactive docs (`/docs`, `/redoc`) load Swagger UI / ReDoc from a CDN with an inline
   bootstrap script, so they get a policy allowing exactly that.
 - `FailedAuth`: unknown or revoked keys counted per client address; past the limit the
-  address is blocked for a while (429 with Retry-After), logged and counted. In memory,
-  per API process: each replica blocks on its own counts.
+  address is blocked for a while (429 with Retry-After), logged and counted. Counted in
+  the database, so the block holds across API replicas.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
+from sqlalchemy import Engine, case, delete, or_, select, update
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core.tables import auth_failure_t, dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -68,50 +69,70 @@ class SecurityHeadersMiddleware:
 
 class FailedAuth:
     """At most `limit` failed key checks per address within `window_s`; then the address
-    is refused for `block_s` (a correct key too: a guesser must not learn it found one)."""
+    is refused for `block_s` (a correct key too: a guesser must not learn it found one).
+
+    Counted in the `auth_failure` table, one row per address, with one atomic upsert per
+    failure: every API replica sees the same count and the same block. The count is per
+    fixed window (it restarts `window_s` after its first failure)."""
 
     def __init__(
         self,
+        engine: Engine,
         limit: int,
         window_s: float,
         block_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         on_block: Callable[[str], None] | None = None,
     ) -> None:
+        self.engine = engine
         self.limit, self.window_s, self.block_s = limit, window_s, block_s
         self.clock = clock
         self.on_block = on_block
-        self.failures: dict[str, deque[float]] = {}
-        self.blocked_until: dict[str, float] = {}
-        self.lock = threading.Lock()
 
     def retry_after(self, address: str) -> int | None:
         """Seconds the address is still blocked for, or None."""
-        with self.lock:
-            until = self.blocked_until.get(address)
-            now = self.clock()
-            if until is None:
-                return None
-            if now >= until:
-                del self.blocked_until[address]
-                return None
-            return max(1, int(until - now + 0.999))
+        t = auth_failure_t.c
+        with self.engine.connect() as conn:
+            until = conn.execute(
+                select(t.blocked_until_s).where(t.address == address[:64])
+            ).scalar_one_or_none()
+        now = self.clock()
+        if until is None or now >= until:
+            return None
+        return max(1, int(until - now + 0.999))
 
     def failed(self, address: str) -> bool:
         """Count a failure; True when it blocks the address."""
-        with self.lock:
-            now = self.clock()
-            recent = self.failures.setdefault(address, deque())
-            recent.append(now)
-            while recent and recent[0] <= now - self.window_s:
-                recent.popleft()
-            if len(recent) < self.limit:
+        address = address[:64]
+        now = self.clock()
+        t = auth_failure_t.c
+        stale = t.window_start_s <= now - self.window_s
+        with self.engine.begin() as conn:
+            insert = dialect_insert(conn, auth_failure_t).values(
+                address=address, window_start_s=now, failures=1, blocked_until_s=None
+            )
+            upsert = insert.on_conflict_do_update(
+                index_elements=[t.address],
+                set_={
+                    "failures": case((stale, 1), else_=t.failures + 1),
+                    "window_start_s": case((stale, now), else_=t.window_start_s),
+                },
+            ).returning(t.failures)
+            failures = int(conn.execute(upsert).scalar_one())
+            if failures < self.limit:
                 return False
-            self.failures.pop(address, None)
-            self.blocked_until[address] = now + self.block_s
-            if len(self.failures) > 100_000:  # many addresses: forget the oldest half
-                for stale in list(self.failures)[: len(self.failures) // 2]:
-                    del self.failures[stale]
+            conn.execute(
+                update(auth_failure_t)
+                .where(t.address == address)
+                .values(failures=0, window_start_s=now, blocked_until_s=now + self.block_s)
+            )
+            # forget addresses whose count and block are both over
+            conn.execute(
+                delete(auth_failure_t).where(
+                    t.window_start_s < now - self.window_s,
+                    or_(t.blocked_until_s.is_(None), t.blocked_until_s < now),
+                )
+            )
         log.warning(
             "auth_blocked: %s failed %d key checks within %.0f s; blocked for %.0f s",
             address,

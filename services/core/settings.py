@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Unknown or revoked keys a client address may send within "
         "CPM_API_AUTH_WINDOW_S before it is blocked (429) for CPM_API_AUTH_BLOCK_S. "
-        "Counted per API process.",
+        "Counted in the database, so the block holds across API replicas.",
     )
     api_auth_window_s: float = Field(default=300.0, gt=0)
     api_auth_block_s: float = Field(default=300.0, gt=0)

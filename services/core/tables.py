@@ -39,7 +39,7 @@ from services.core.models.alerts import (
     Watermark,
     WebhookRoute,
 )
-from services.core.models.auth import ApiKey, AuditLog
+from services.core.models.auth import ApiKey, AuditLog, AuthFailure
 from services.core.models.broker import BrokerSession
 from services.core.models.events import OPEN_PASSAGE as OPEN_PASSAGE  # with its table
 from services.core.models.events import OPEN_READING as OPEN_READING
@@ -81,6 +81,7 @@ robot_send_t = table_of(RobotSend)
 # API
 api_key_t = table_of(ApiKey)
 audit_t = table_of(AuditLog)
+auth_failure_t = table_of(AuthFailure)
 # ingest's record of its broker session
 broker_session_t = table_of(BrokerSession)
 

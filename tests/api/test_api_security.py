@@ -10,11 +10,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlmodel import Session
 
 from services.api.auth import find_session_key, session_token
 from services.api.main import STATIC_DIR, create_app
 from services.core.models.auth import ApiKey
+from services.core.tables import auth_failure_t
 from tests.support.api import assert_problem, bearer
 
 
@@ -99,6 +101,29 @@ def test_guessed_keys_block_the_address_for_a_while(
         metrics = other.get("/metrics").text
         assert "cpm_api_auth_failures_total 3.0" in metrics
         assert "cpm_api_auth_blocks_total 1.0" in metrics
+
+
+def test_the_block_holds_across_api_replicas(
+    seeded_engine: Any, make_settings: Any, api_keys: dict[str, str]
+) -> None:
+    """Two API processes on one database: guesses spread over both meet one count, and
+    the block is enforced by both (the counts live in `auth_failure`)."""
+    settings = make_settings(api_auth_max_failures=4, api_auth_window_s=60, api_auth_block_s=120)
+    replicas = [create_app(settings), create_app(settings)]
+    viewer = bearer(api_keys["viewer"])
+    address = ("203.0.113.8", 40000)
+    clients = [TestClient(app, raise_server_exceptions=False, client=address) for app in replicas]
+    with clients[0] as first, clients[1] as second:
+        for n in range(2):
+            assert_problem(first.get("/api/v1/whoami", headers=bearer(f"cpm_a{n}")), 401)
+            assert_problem(second.get("/api/v1/whoami", headers=bearer(f"cpm_b{n}")), 401)
+        for replica in (first, second):
+            assert_problem(replica.get("/api/v1/whoami", headers=viewer), 429)
+    with seeded_engine.connect() as conn:
+        row = conn.execute(
+            select(auth_failure_t).where(auth_failure_t.c.address == address[0])
+        ).one()
+    assert row.failures == 0 and row.blocked_until_s is not None
 
 
 async def test_a_revoked_key_ends_its_open_alert_stream(

@@ -1,7 +1,11 @@
 """Every table of the one schema. Import this package so `SQLModel.metadata` is complete."""
 
 from services.core.models.alerts import Alert, Outbox  # noqa: F401  (and every alert table)
-from services.core.models.auth import ApiKey, AuditLog  # noqa: F401  (API keys, audit)
+from services.core.models.auth import (  # noqa: F401  (API keys, audit, failed checks)
+    ApiKey,
+    AuditLog,
+    AuthFailure,
+)
 from services.core.models.broker import BrokerSession
 from services.core.models.events import (
     CheckpointState,

@@ -61,3 +61,17 @@ class AuditLog(SQLModel, table=True):
     resource: str = Field(max_length=200, description="e.g. person/42")
     detail: str | None = Field(default=None, description="JSON; never a raw ID number")
     request_id: str | None = Field(default=None, max_length=64)
+
+
+class AuthFailure(SQLModel, table=True):
+    """Failed key checks per client address, shared by every API replica (so a guesser
+    spreading requests over replicas meets one count), and the address's block."""
+
+    __tablename__ = "auth_failure"
+
+    address: str = Field(primary_key=True, max_length=64, description="Client IP address")
+    window_start_s: float = Field(description="Epoch seconds the current count started")
+    failures: int = Field(default=0, description="Failed checks since window_start_s")
+    blocked_until_s: float | None = Field(
+        default=None, description="Epoch seconds the address is refused until"
+    )
