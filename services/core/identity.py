@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -99,6 +100,19 @@ def _redact_text(text: str) -> str:
         text = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text)
     text = _ID_FIELD.sub(lambda m: m.group(1) + mask_tail(m.group(2)) + m.group(3), text)
     return _ID_IN_TEXT.sub(lambda m: mask_tail(m.group(0)), text)
+
+
+def pseudonymise_ids(secret: str, text: str) -> str:
+    """Every ID-shaped run in an identifier a device chose (a message id, a staff id)
+    replaced by `#` and 12 hex characters of its keyed hash. Unlike the masked tail,
+    the same number always gives the same token and different numbers different ones,
+    so message ids stay unique and still pair, and a staff id stays one person; the
+    number cannot be read back without the HMAC secret."""
+    return _ID_IN_TEXT.sub(lambda m: "#" + hash_id(secret, _digits_of(m.group(0)))[:12], text)
+
+
+def _digits_of(run: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKC", run).upper() if ch.isalnum())
 
 
 def redact_text(text: str) -> str:

@@ -2,6 +2,11 @@
 
 Pass `extra={"checkpoint_id": ..., "msg_id": ...}` on every line about a message; the
 formatters print them. Never log a payload without `identity.redact`.
+
+Both formatters mask every ID-shaped number in the finished line as a last guard
+(`identity.redact_text`): a topic in a library's debug line, a path or query string in
+an access log line, a database error quoting a value. Hidden in a device's topic or a
+client's URL, an ID number would otherwise reach the log as sent.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from services.core.identity import redact_text
 
 CONTEXT_FIELDS = ("checkpoint_id", "msg_id", "topic", "reason", "alert_id", "service")
 
@@ -28,7 +35,7 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return redact_text(json.dumps(line, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -42,7 +49,7 @@ class TextFormatter(logging.Formatter):
             for name in CONTEXT_FIELDS
             if getattr(record, name, None) is not None
         ]
-        return f"{text} [{' '.join(context)}]" if context else text
+        return redact_text(f"{text} [{' '.join(context)}]" if context else text)
 
 
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:

@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from services.core.enums import PassageKind, ReadingSource, Screening
-from services.core.identity import contains_id, is_valid_id, mask_id, normalize_id, redact
+from services.core.identity import (
+    contains_id,
+    is_valid_id,
+    mask_id,
+    normalize_id,
+    pseudonymise_ids,
+    redact,
+)
 from services.core.models.registry import normalize_plate
 from services.core.protocol import (
     DutyMessage,
@@ -266,9 +273,31 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+IDENTIFIER_FIELDS = ("msg_id", "entry_msg_id", "staff_id")
+
+
+def without_raw_ids(item: Accepted, secret: str) -> None:
+    """A device may hide an ID number in any field. Identifiers it chose (message ids,
+    staff ids) get keyed tokens in its place, so they still match one another; free
+    text (firmware) is masked like the QR code and the operator."""
+    message = item.message
+    changes: dict[str, Any] = {}
+    for name in IDENTIFIER_FIELDS:
+        value = getattr(message, name, None)
+        if isinstance(value, str) and contains_id(value):
+            changes[name] = pseudonymise_ids(secret, value)
+    firmware = getattr(message, "firmware", None)
+    if isinstance(firmware, str) and contains_id(firmware):
+        changes["firmware"] = free_text(firmware)
+    if changes:
+        item.message = message.model_copy(update=changes)
+
+
 def build_plan(accepted: list[Accepted], ctx: RowContext) -> BatchPlan:
     plan = BatchPlan()
+    secret = ctx.settings.id_hash_secret.get_secret_value()
     for item in accepted:
+        without_raw_ids(item, secret)
         HANDLERS[item.kind](plan, item, ctx)
         previous = plan.seen.get(item.checkpoint_id)
         received = item.inbound.received_at

@@ -58,3 +58,35 @@ def test_ids_hidden_in_device_messages_are_never_stored(
     with seeded_engine.connect() as conn:
         codes = {r[0] for r in conn.execute(text("SELECT qr_pass FROM passage"))}
     assert codes == {"ID**************1236", "a**************123Xb"}
+
+
+def test_ids_in_device_chosen_identifiers_become_stable_keyed_tokens() -> None:
+    """Message and staff ids must stay unique and keep matching each other, so they get
+    keyed tokens, not the masked tail (two IDs sharing a tail would collide)."""
+    from services.core.identity import pseudonymise_ids
+
+    other = HIDDEN[:-4] + "0012"
+    token = pseudonymise_ids("k" * 40, f"m-{HIDDEN}")
+    assert HIDDEN[:10] not in token and token.startswith("m-#") and len(token) == 3 + 12
+    assert pseudonymise_ids("k" * 40, f"m-{HIDDEN}") == token
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in HIDDEN)
+    assert pseudonymise_ids("k" * 40, f"m-{full_width}") == token
+    assert pseudonymise_ids("k" * 40, f"m-{other}") != token
+    assert pseudonymise_ids("another secret" * 3, f"m-{HIDDEN}") != token
+    assert pseudonymise_ids("k" * 40, "msg-000123") == "msg-000123"
+
+
+def test_log_lines_never_carry_an_id_number() -> None:
+    """The formatters mask ID-shaped numbers in the finished line: a library's debug
+    line quoting a topic, an access log line quoting a URL."""
+    import logging
+
+    from services.core.logs import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord(
+        "paho", logging.DEBUG, __file__, 1, "PUBLISH topic %s", (f"p/cp/{HIDDEN}/entry",), None
+    )
+    record.msg_id = f"m{HIDDEN}"
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record)
+        assert HIDDEN[:10] not in line and "1236" in line
