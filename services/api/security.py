@@ -119,19 +119,19 @@ class FailedAuth:
                 },
             ).returning(t.failures)
             failures = int(conn.execute(upsert).scalar_one())
+            if failures == 1:  # a new count: forget addresses whose count and block are over
+                conn.execute(
+                    delete(auth_failure_t).where(
+                        t.window_start_s < now - self.window_s,
+                        or_(t.blocked_until_s.is_(None), t.blocked_until_s < now),
+                    )
+                )
             if failures < self.limit:
                 return False
             conn.execute(
                 update(auth_failure_t)
                 .where(t.address == address)
                 .values(failures=0, window_start_s=now, blocked_until_s=now + self.block_s)
-            )
-            # forget addresses whose count and block are both over
-            conn.execute(
-                delete(auth_failure_t).where(
-                    t.window_start_s < now - self.window_s,
-                    or_(t.blocked_until_s.is_(None), t.blocked_until_s < now),
-                )
             )
         log.warning(
             "auth_blocked: %s failed %d key checks within %.0f s; blocked for %.0f s",

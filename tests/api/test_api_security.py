@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from services.api.auth import find_session_key, session_token
 from services.api.main import STATIC_DIR, create_app
+from services.api.security import FailedAuth
 from services.core.models.auth import ApiKey
 from services.core.tables import auth_failure_t
 from tests.support.api import assert_problem, bearer
@@ -275,3 +276,26 @@ async def test_the_alert_stream_takes_the_session_cookie_and_ends_on_revocation(
             assert "event: revoked" in lines
             assert_problem(await browser.get(f"{served}/api/v1/whoami"), 401, "session")
             assert (await browser.get(f"{served}/api/v1/session")).json()["signed_in"] is False
+
+
+def test_addresses_are_forgotten_once_their_count_and_block_are_over(seeded_engine: Any) -> None:
+    """`auth_failure` holds client addresses (personal data): a row goes once its window
+    and its block are over, when the next count starts."""
+    clock = Clock()
+    failed = FailedAuth(seeded_engine, limit=2, window_s=60, block_s=120, clock=clock)
+
+    def addresses() -> set[str]:
+        with seeded_engine.connect() as conn:
+            return set(conn.execute(select(auth_failure_t.c.address)).scalars())
+
+    failed.failed("198.51.100.1")  # one failure, no block
+    assert failed.failed("198.51.100.2") is False
+    assert failed.failed("198.51.100.2") is True  # blocked for 120 s
+    clock.now += 61  # the first's window is over, the second's block is not
+    failed.failed("198.51.100.3")
+    assert addresses() == {"198.51.100.2", "198.51.100.3"}
+    assert failed.retry_after("198.51.100.2") == 59
+    clock.now += 60
+    failed.failed("198.51.100.4")
+    assert addresses() == {"198.51.100.3", "198.51.100.4"}
+    assert failed.retry_after("198.51.100.2") is None

@@ -35,6 +35,12 @@ LONG_LIVED = (
     ("quarantine", "quarantine periods", True, UNTIL_PURGE),
     ("alert", "alerts: subject, last four ID characters, temperature", True, UNTIL_PURGE),
     ("outbox", "messages to handhelds and webhooks (alert details)", True, UNTIL_PURGE),
+    (
+        "auth_failure",
+        "client addresses that sent unknown API keys",
+        True,
+        "forgotten once their count window and block are over (CPM_API_AUTH_WINDOW_S)",
+    ),
     ("coverage_rollup", "hourly counts per checkpoint", False, KEPT),
     ("audit_log", "who did what through the API and the CLI", False, KEPT),
 )
