@@ -59,6 +59,4 @@ def audit_bulk_read(engine: Engine, actor: Actor, action: str, detail: dict[str,
 
 def check_scope(actor: Actor, checkpoint_id: str | None) -> None:
     if actor.role == Role.DUTY and not actor.may_act_on(checkpoint_id):
-        raise ApiProblem(
-            403, f"this duty key does not cover checkpoint {checkpoint_id}", "forbidden"
-        )
+        raise ApiProblem(403, "this duty key does not cover that checkpoint", "forbidden")

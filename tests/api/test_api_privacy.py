@@ -90,7 +90,7 @@ def test_masks_scope_and_audit_per_role(
     }
     assert len(export_rows(get("duty", "/api/v1/readings/export.csv"))) == 1
     assert get("duty", "/api/v1/alerts").json()["items"] == []
-    assert_problem(get("duty", f"/api/v1/alerts/{alert_id}"), 403, "cp-050")
+    assert_problem(get("duty", f"/api/v1/alerts/{alert_id}"), 403, "does not cover that checkpoint")
     other = get("duty", "/api/v1/checkpoints/cp-050").json()
     assert other["checkpoint"]["id"] == "cp-050" and other["recent_passages"] == []
     own = get("duty", "/api/v1/checkpoints/cp-001").json()

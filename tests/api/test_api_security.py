@@ -194,6 +194,34 @@ def test_problems_never_echo_submitted_values(client: TestClient, api_keys: dict
         for error in body.get("errors", []):
             assert set(error) == {"field", "message", "type"}
     assert "body.id_number" in answers[0].text
+    # nor any other value: references that point nowhere are named by their field
+    probe = "zz-echo-probe"
+    refs = [
+        client.post(
+            "/api/v1/webhooks",
+            json={"name": "w", "url": "https://hooks.example.com/", "site_id": probe},
+            headers=admin,
+        ),
+        client.post(
+            "/api/v1/keys",
+            json={"name": "k", "role": "duty", "checkpoints": [probe]},
+            headers=admin,
+        ),
+        client.get("/api/v1/metrics/coverage", params={"site_id": probe}, headers=admin),
+        client.post(
+            "/api/v1/silences",
+            json={
+                "site_id": probe,
+                "starts_at": "2026-01-01T00:00:00Z",
+                "ends_at": "2026-01-02T00:00:00Z",
+                "reason": "r",
+            },
+            headers=admin,
+        ),
+    ]
+    for answer in refs:
+        assert answer.status_code in (404, 422), (answer.status_code, answer.text)
+        assert probe not in answer.text, answer.text
 
 
 def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(

@@ -316,9 +316,9 @@ def list_silences(
 @router.post("/silences", response_model=SilencePublic, status_code=201, responses=ERRORS)
 def create_silence(body: SilenceRequest, session: SessionDep, actor: AlertManagerKey) -> Silence:
     if body.site_id is not None and session.get(Site, body.site_id) is None:
-        raise invalid_field("body.site_id", f"no site {body.site_id!r}")
+        raise invalid_field("body.site_id", "names no existing site")
     if body.checkpoint_id is not None and session.get(Checkpoint, body.checkpoint_id) is None:
-        raise invalid_field("body.checkpoint_id", f"no checkpoint {body.checkpoint_id!r}")
+        raise invalid_field("body.checkpoint_id", "names no existing checkpoint")
     try:
         silence = lifecycle.create_silence(
             session, SilenceCreate.model_validate(body.model_dump()), actor_name(actor)

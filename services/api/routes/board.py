@@ -179,7 +179,7 @@ def get_checkpoint(
     now = utcnow()
     rows = board_rows(session.connection(), now, settings.timezone, [checkpoint_id])
     if not rows:
-        raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
+        raise ApiProblem(404, "no checkpoint with this id")
     if not actor.may_act_on(checkpoint_id):
         recent = 0
     passages = session.connection().execute(

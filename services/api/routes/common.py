@@ -33,11 +33,11 @@ def commit_audited(
 def get_or_404(session: Session, model: Any, key: Any, what: str) -> Any:
     row = session.get(model, key)
     if row is None:
-        raise ApiProblem(404, f"no {what} {key!r}")
+        raise ApiProblem(404, f"no {what} with this id")
     return row
 
 
 def must_exist(session: Session, model: Any, key: Any, field: str) -> None:
     """A reference in a request body that points nowhere is the client's error (422)."""
     if key is not None and session.get(model, key) is None:
-        raise invalid_field(field, f"no such {model.__tablename__}: {key!r}")
+        raise invalid_field(field, f"names no existing {model.__tablename__}")

@@ -41,13 +41,13 @@ def resolve_scope(session: Session, site_id: str | None, checkpoint_id: str | No
     if checkpoint_id is not None:
         checkpoint = session.get(Checkpoint, checkpoint_id)
         if checkpoint is None:
-            raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
+            raise ApiProblem(404, "no checkpoint with this id")
         if site_id is not None and checkpoint.site_id != site_id:
-            raise invalid_field("query.site_id", f"checkpoint {checkpoint_id} is not in it")
+            raise invalid_field("query.site_id", "the checkpoint is not in this site")
         rows = [checkpoint]
     elif site_id is not None:
         if session.get(Site, site_id) is None:
-            raise ApiProblem(404, f"no site {site_id!r}")
+            raise ApiProblem(404, "no site with this id")
         rows = list(session.exec(select(Checkpoint).where(Checkpoint.site_id == site_id)))
     else:
         rows = list(session.exec(select(Checkpoint)))

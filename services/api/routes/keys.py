@@ -31,7 +31,7 @@ def create_api_key(body: ApiKeyCreate, session: SessionDep, actor: AdminKey) -> 
             raise invalid_field("body.checkpoints", "a duty key needs the checkpoints it covers")
         for cp in body.checkpoints:
             if session.get(Checkpoint, cp.strip()) is None:
-                raise invalid_field("body.checkpoints", f"no checkpoint {cp!r}")
+                raise invalid_field("body.checkpoints", "names a checkpoint that does not exist")
     elif body.checkpoints:
         raise invalid_field("body.checkpoints", "only duty keys are limited to checkpoints")
     row, key = create_key(session, Role(body.role), body.name, body.checkpoints)

@@ -45,7 +45,7 @@ def apply_changes(session: Session, row: Any, changes: dict[str, Any], required:
 
 def refuse_duplicate(session: Session, model: Any, key: Any, what: str) -> None:
     if session.get(model, key) is not None:
-        raise ApiProblem(409, f"{what} {key!r} exists")
+        raise ApiProblem(409, f"this {what} exists already")
 
 
 # --- sites -----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def create_vehicle(body: VehicleCreate, session: SessionDep, actor: AdminKey) ->
     if not plate:
         raise invalid_field("body.plate", "a plate needs letters or digits")
     if session.exec(select(Vehicle).where(Vehicle.plate == plate)).first():
-        raise ApiProblem(409, f"vehicle {plate} is registered")
+        raise ApiProblem(409, "this plate is registered already")
     if body.owner_person_id is not None and not 1 <= body.owner_person_id <= MAX_INT:
         raise invalid_field("body.owner_person_id", "out of range")
     must_exist(session, Person, body.owner_person_id, "body.owner_person_id")

@@ -123,9 +123,9 @@ def _cancel_pending(session: SessionDep, route_id: int, why: str = "disabled") -
 
 def _check_refs(session: SessionDep, site_id: str | None, checkpoint_id: str | None) -> None:
     if site_id is not None and session.get(Site, site_id) is None:
-        raise invalid_field("body.site_id", f"no site {site_id!r}")
+        raise invalid_field("body.site_id", "names no existing site")
     if checkpoint_id is not None and session.get(Checkpoint, checkpoint_id) is None:
-        raise invalid_field("body.checkpoint_id", f"no checkpoint {checkpoint_id!r}")
+        raise invalid_field("body.checkpoint_id", "names no existing checkpoint")
 
 
 @router.get("", response_model=list[WebhookRouteView], responses=ERRORS)
