@@ -105,6 +105,11 @@ def session_token(secret: str, row: ApiKey, ttl_s: int, now: float | None = None
     return f"v1.{row.id}.{expires}.{_session_mac(secret, row.id, expires, row.key_hash)}"
 
 
+def session_expiry(token: str) -> float:
+    """The expiry written in a token `find_session_key` accepted."""
+    return float(token.split(".")[2])
+
+
 def find_session_key(
     session: Session, secret: str, token: str, now: float | None = None
 ) -> ApiKey | None:
@@ -131,6 +136,7 @@ class Actor:
     name: str
     scope: frozenset[str] | None  # duty keys: checkpoints they may act on
     request_id: str | None
+    session_expires_s: float | None = None  # a dashboard session's end (epoch seconds)
 
     def may_act_on(self, checkpoint_id: str | None) -> bool:
         if self.role != Role.DUTY:

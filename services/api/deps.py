@@ -16,7 +16,13 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from services.api.auth import SESSION_COOKIE, Actor, find_key, find_session_key
+from services.api.auth import (
+    SESSION_COOKIE,
+    Actor,
+    find_key,
+    find_session_key,
+    session_expiry,
+)
 from services.api.errors import ApiProblem
 from services.api.security import FailedAuth
 from services.core.enums import Role
@@ -120,6 +126,7 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
         name=row.name,
         scope=row.checkpoint_scope,
         request_id=getattr(request.state, "request_id", None),
+        session_expires_s=session_expiry(token) if token is not None else None,
     )
 
 

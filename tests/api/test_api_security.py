@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
+from sqlmodel import select as sqlmodel_select
 
 from services.api.auth import find_session_key, session_token
 from services.api.main import STATIC_DIR, create_app
@@ -327,3 +328,25 @@ def test_addresses_are_forgotten_once_their_count_and_block_are_over(seeded_engi
     failed.failed("198.51.100.4")
     assert addresses() == {"198.51.100.3", "198.51.100.4"}
     assert failed.retry_after("198.51.100.2") is None
+
+
+async def test_a_stream_opened_with_a_session_ends_when_the_session_expires(
+    served: str, api_app: FastAPI, api_keys: dict[str, str]
+) -> None:
+    api_app.state.sse_key_recheck_s = 0.1
+    secret = api_app.state.settings.id_hash_secret.get_secret_value()
+    with Session(api_app.state.engine) as session:
+        row = next(k for k in session.exec(sqlmodel_select(ApiKey)) if k.name == "test viewer")
+        token = session_token(secret, row, 10)  # slack for a slow machine to open the stream
+    cookies = httpx.Cookies()
+    cookies.set("cpm_session", token, path="/api/v1")
+    async with httpx.AsyncClient(timeout=30, cookies=cookies) as browser:
+        async with browser.stream("GET", f"{served}/api/v1/alerts/stream") as response:
+            assert response.status_code == 200
+
+            async def until_the_end() -> list[str]:
+                return [line async for line in response.aiter_lines()]
+
+            lines = await asyncio.wait_for(until_the_end(), 60)  # a bound, not a timing
+        assert "event: revoked" in lines and any("session has ended" in x for x in lines)
+        assert_problem(await browser.get(f"{served}/api/v1/whoami"), 401, "session")

@@ -119,7 +119,8 @@ async def alert_feed(
 ) -> AsyncIterator[str]:
     """Tail `alert_history` past the last id sent: works whichever process wrote it.
     The key is checked again every `sse_key_recheck_s`: a revoked key's stream ends
-    (with an `event: revoked`), its EventSource's reconnect then gets a 401."""
+    (with an `event: revoked`), its EventSource's reconnect then gets a 401; so does a
+    stream opened with a dashboard session once the session expires."""
     poll_s: float = getattr(request.app.state, "sse_poll_s", 1.0)
     heartbeat_s: float = getattr(request.app.state, "sse_heartbeat_s", 15.0)
     recheck_s: float = getattr(request.app.state, "sse_key_recheck_s", 5.0)
@@ -130,6 +131,10 @@ async def alert_feed(
     while not await request.is_disconnected():
         if actor.key_id is not None and time.monotonic() - checked >= recheck_s:
             checked = time.monotonic()
+            if actor.session_expires_s is not None and time.time() >= actor.session_expires_s:
+                log.info("alert stream of key %d ended: its session expired", actor.key_id)
+                yield 'event: revoked\ndata: {"reason": "the session has ended"}\n\n'
+                return
             if not await run_in_threadpool(key_active, engine, actor.key_id):
                 log.info("alert stream of key %d ended: the key was revoked", actor.key_id)
                 yield 'event: revoked\ndata: {"reason": "the API key was revoked"}\n\n'
