@@ -12,7 +12,7 @@ import json
 import re
 import unicodedata
 from datetime import date
-from typing import Any
+from typing import Any, overload
 
 RESIDENT_ID = "resident_id"
 
@@ -113,6 +113,24 @@ def pseudonymise_ids(secret: str, text: str) -> str:
 
 def _digits_of(run: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", run).upper() if ch.isalnum())
+
+
+@overload
+def masked_text(value: str) -> str: ...
+@overload
+def masked_text(value: str | None) -> str | None: ...
+def masked_text(value: str | None) -> str | None:
+    """Registry text typed by a person (a name, a unit): an ID pasted into it is masked
+    before it is stored (pydantic: `AfterValidator(masked_text)`)."""
+    return _redact_text(value) if value and _ID_IN_TEXT.search(value) else value
+
+
+def refuse_id_number(value: str | None) -> str | None:
+    """A code that must match as given (a QR pass code) cannot be masked: one that holds
+    an ID number is refused (pydantic: `AfterValidator(refuse_id_number)`)."""
+    if value and _ID_IN_TEXT.search(value):
+        raise ValueError("may not contain an ID number (it would be stored and shown as is)")
+    return value
 
 
 def redact_text(text: str) -> str:

@@ -15,13 +15,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import Connection, Engine, Table, insert, select
 
 from services.core.db import utcnow
-from services.core.identity import RESIDENT_ID, hash_id, is_valid_id, mask_id
+from services.core.identity import (
+    RESIDENT_ID,
+    hash_id,
+    is_valid_id,
+    mask_id,
+    masked_text,
+    refuse_id_number,
+)
 from services.core.models import Checkpoint, CheckpointState, Pass, Person, Site, Staff, Vehicle
 from services.core.models.registry import (
     CheckpointCreate,
@@ -59,11 +66,11 @@ class ImportResult:
 
 # --- row models (what a CSV row may hold) ---------------------------------------------
 class PersonRow(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, AfterValidator(masked_text)] = Field(min_length=1, max_length=200)
     id_number: str = Field(min_length=5, max_length=40)
     id_type: str = Field(default=RESIDENT_ID, max_length=20)
     site_id: str | None = Field(default=None, max_length=64)
-    unit: str | None = Field(default=None, max_length=100)
+    unit: Annotated[str | None, AfterValidator(masked_text)] = Field(default=None, max_length=100)
     resident: bool = True
 
 
@@ -71,7 +78,7 @@ class PassRow(BaseModel):
     id_number: str | None = Field(default=None, min_length=5, max_length=40)
     id_type: str = Field(default=RESIDENT_ID, max_length=20)
     person_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    code: str = Field(min_length=4, max_length=128)
+    code: Annotated[str, AfterValidator(refuse_id_number)] = Field(min_length=4, max_length=128)
     valid_from: AwareDatetime
     valid_until: AwareDatetime | None = None
 

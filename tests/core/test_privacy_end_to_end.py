@@ -287,12 +287,33 @@ def test_no_raw_id_number_survives_anywhere(
             officer,
             json={"id_number": quarantined.id_number, "from": stamp(-3600), "to": stamp(60)},
         )
-        api.call(
+        # registry text an administrator types: an ID pasted into a name or a unit is
+        # masked, a pass code holding one is refused
+        person = api.call(
             "POST",
             "/api/v1/people",
             admin,
-            json={"name": "张三", "id_number": b, "site_id": "res-01", "unit": "3-2-501"},
+            json={"name": f"张三{b}", "id_number": b, "site_id": "res-01", "unit": c},
         )
+        assert person.status_code == 201, person.text
+        person_id = person.json()["id"]
+        api.call("PATCH", f"/api/v1/people/{person_id}", admin, json={"name": f"李四 {c}"})
+        refused = api.call(
+            "POST",
+            "/api/v1/passes",
+            admin,
+            json={"person_id": person_id, "valid_from": stamp(), "code": f"QR{b}"},
+        )
+        assert refused.status_code == 422, refused.text
+        csv_people = f"name,id_number,site_id,unit,resident\n王五{e},{e},res-01,{d},true\n"
+        imported = api.call(
+            "POST",
+            "/api/v1/registry/import/people",
+            admin,
+            content=csv_people.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert imported.status_code == 200, imported.text
         api.call("GET", f"/api/v1/checkpoints/{c}", admin)
         api.call("GET", "/api/v1/passages", admin, params={"checkpoint_id": d})
         api.call("GET", f"/api/v1/passages?qr_pass={escaped(d)}", admin)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from sqlmodel import col, select
 
 from services.api.deps import AdminKey, EngineDep, RegistryReaderKey, SessionDep, SettingsDep
@@ -17,7 +17,14 @@ from services.api.privacy import audit_bulk_read
 from services.api.routes.common import MAX_INT, IntId, commit_audited, get_or_404, must_exist
 from services.api.schemas import Page
 from services.core.db import utcnow
-from services.core.identity import RESIDENT_ID, hash_id, is_valid_id, mask_id
+from services.core.identity import (
+    RESIDENT_ID,
+    hash_id,
+    is_valid_id,
+    mask_id,
+    masked_text,
+    refuse_id_number,
+)
 from services.core.models import Pass, Person, Quarantine, Site
 from services.core.models.registry import (
     PassPublic,
@@ -31,9 +38,11 @@ ERRORS = problem_responses(401, 403, 404, 409, 422)
 
 
 class PersonUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str | None, AfterValidator(masked_text)] = Field(
+        default=None, min_length=1, max_length=200
+    )
     site_id: str | None = Field(default=None, max_length=64)
-    unit: str | None = Field(default=None, max_length=100)
+    unit: Annotated[str | None, AfterValidator(masked_text)] = Field(default=None, max_length=100)
     resident: bool | None = None
 
 
@@ -46,7 +55,7 @@ class PassIssue(BaseModel):
     person_id: int = Field(ge=1, le=MAX_INT)
     valid_from: AwareDatetime
     valid_until: AwareDatetime | None = None
-    code: str | None = Field(
+    code: Annotated[str | None, AfterValidator(refuse_id_number)] = Field(
         default=None, min_length=4, max_length=128, description="Generated when omitted"
     )
 
@@ -76,9 +85,9 @@ def person_hash(settings: SettingsDep, id_number: str, id_type: str, field: str)
 def new_person(settings: SettingsDep, body: PersonCreate) -> Person:
     """The table row for a new person; raises a 422 naming `body.id_number` if invalid."""
     return Person(
-        name=body.name,
+        name=masked_text(body.name),
         site_id=body.site_id,
-        unit=body.unit,
+        unit=masked_text(body.unit),
         resident=body.resident,
         id_type=body.id_type,
         id_hash=person_hash(settings, body.id_number, body.id_type, "body.id_number"),
