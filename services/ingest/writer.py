@@ -20,6 +20,7 @@ import logging.handlers
 import multiprocessing
 import signal
 import threading
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -115,7 +116,7 @@ class ProcessWriter:
         self.start()
         try:
             assert self._pipe is not None
-            self._pipe.send(items)
+            self._pipe.send(pack(items))
             reply = self._receive()
         except (EOFError, OSError) as error:
             self._discard()
@@ -157,6 +158,24 @@ class ProcessWriter:
         self._logs.close()
 
 
+Packed = tuple[list[str], list[bytes], list[datetime]]
+
+
+def pack(items: list[Inbound]) -> Packed:
+    """What the writer needs of a batch, as three lists: pickled at a third of the cost
+    of a list of `Inbound` objects (the packet ids stay with the parent, which acks)."""
+    return (
+        [item.topic for item in items],
+        [item.payload for item in items],
+        [item.received_at for item in items],
+    )
+
+
+def unpack(packed: Packed) -> list[Inbound]:
+    topics, payloads, stamps = packed
+    return [Inbound(*fields) for fields in zip(topics, payloads, stamps, strict=True)]
+
+
 def forward_logs(records: Any) -> None:
     """The child's log records, through this process's logging (handlers, levels)."""
     while True:
@@ -192,11 +211,12 @@ def writer_main(settings: Settings, pipe: Connection, logs: Any) -> None:
         pipe.send("ready")
         while True:
             try:
-                batch = pipe.recv()
+                packed = pipe.recv()
             except (EOFError, OSError):
                 return  # the parent is gone
-            if batch is None:
+            if packed is None:
                 return
+            batch = unpack(packed)
             reply: Any
             try:
                 reply = processor.process(batch)
