@@ -8,6 +8,12 @@ same run and under the same load: a plain MQTT QoS-1 publish -> receive round tr
 Writes a section of docs/benchmarks.md per engine.
 
     python bench/bench_alert_latency.py [--engines sqlite,postgresql] [--fevers 200]
+    python bench/bench_alert_latency.py --background stuck --rate 2000   # issue 19's loads
+
+Backgrounds: `normal` (heartbeats and normal readings over 52 checkpoints), `dense`
+(entries of people not in the registry and unlinked readings, 1 in 3, at 4 checkpoints,
+stamped now; one reading in 20 implausible), `stuck` (the same at one checkpoint, every
+message with one timestamp).
 """
 
 from __future__ import annotations
@@ -64,21 +70,44 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def background_load(prefix: str, rate: int, stop: Any, sent: Any) -> None:
-    """Heartbeats and normal readings from checkpoints cp-051..cp-102 at `rate` msg/s, in
-    a process of its own so it competes with nothing but the system under test."""
+BACKGROUNDS = {
+    "normal": "heartbeats and normal readings",
+    "dense": "issue 19's dense load: entries of strangers and unlinked readings at 4 "
+    "checkpoints, now-stamped, 1 reading in 20 implausible",
+    "stuck": "issue 19's stuck clock: entries of strangers and unlinked readings at one "
+    "checkpoint, all with one timestamp, 1 reading in 20 implausible",
+}
+
+
+def background_message(shape: str, n: int, stuck_at: str) -> tuple[str, str, dict[str, Any]]:
+    """(checkpoint, kind, body) of the n-th background message."""
+    if shape == "normal":
+        cp = f"cp-{51 + n % 52:03d}"
+        if n % 2:
+            return cp, "heartbeat", {"ts": now_iso(), "uptime_s": n}
+        body = {"msg_id": f"bg-{n}", "ts": now_iso(), "temp_c": 36.4, "direction": "in"}
+        return cp, "reading", body
+    cp = "cp-051" if shape == "stuck" else f"cp-{51 + n % 4:03d}"
+    ts = stuck_at if shape == "stuck" else now_iso()
+    body: dict[str, Any] = {"msg_id": f"bg-{n}", "ts": ts, "direction": ("in", "out")[n % 2]}
+    if n % 3 == 0:
+        body["temp_c"] = 12.0 if n % 60 == 0 else 36.4  # now and then a sensor fault
+        return cp, "reading", body
+    body.update(kind="person", id_number=f"{10**17 + n}", qr_pass=f"QR{n:016x}")
+    return cp, "entry", body
+
+
+def background_load(prefix: str, rate: int, stop: Any, sent: Any, shape: str) -> None:
+    """`shape` messages (see the module) at `rate` msg/s, in a process of its own so it
+    competes with nothing but the system under test."""
     publisher = client("bg")
     tick, n = 0.01, 0
     per_tick = max(1, int(rate * tick))
     next_at = time.perf_counter()
+    stuck_at = now_iso()
     while not stop.is_set():
         for _ in range(per_tick):
-            cp = f"cp-{51 + n % 52:03d}"
-            if n % 2:
-                kind, body = "heartbeat", {"ts": now_iso(), "uptime_s": n}
-            else:
-                kind = "reading"
-                body = {"msg_id": f"bg-{n}", "ts": now_iso(), "temp_c": 36.4, "direction": "in"}
+            cp, kind, body = background_message(shape, n, stuck_at)
             publisher.publish(device_topic(prefix, cp, kind), json.dumps(body), qos=1)
             n += 1
         sent.value = n
@@ -227,7 +256,9 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             stop = multiprocessing.Event()
             sent_count = multiprocessing.Value("q", 0)
             background = multiprocessing.Process(
-                target=background_load, args=(prefix, args.rate, stop, sent_count), daemon=True
+                target=background_load,
+                args=(prefix, args.rate, stop, sent_count, args.background),
+                daemon=True,
             )
             background.start()
             time.sleep(2.0)  # let the background load settle
@@ -260,6 +291,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "database": "PostgreSQL" if kind == "postgresql" else "SQLite",
         "fevers": args.fevers,
         "background_rate": round(sent_count.value / (elapsed + 2.0)),
+        "background": args.background,
         "elapsed_s": round(elapsed, 1),
         "mqtt": ms(receivers.mqtt, sent),
         "webhook": ms(receivers.webhook, sent),
@@ -273,7 +305,7 @@ def summarize(result: dict[str, Any]) -> str:
     lines = [
         f"Device publishes a fever reading -> alert received; {result['fevers']} fevers on "
         f"{result['database']}, background load ~{result['background_rate']} msg/s "
-        "(heartbeats and normal readings, from a process of its own), `cpmon ingest` and "
+        f"({BACKGROUNDS[result['background']]}, from a process of its own), `cpmon ingest` and "
         "`cpmon alerts` as separate processes (as deployed), "
         f"Mosquitto on 127.0.0.1, run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
         "Target: p99 ≤ 250 ms.",
@@ -302,14 +334,16 @@ def main() -> None:
     parser.add_argument("--fevers", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between fevers")
     parser.add_argument("--rate", type=int, default=1000, help="background msg/s")
+    parser.add_argument("--background", choices=sorted(BACKGROUNDS), default="normal")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     for kind in args.engines.split(","):
         text = summarize(run(kind, args))
         print(text, flush=True)
         if not args.no_write:
-            title = f"Alert latency, {kind} (bench/bench_alert_latency.py)"
-            write_section(f"{SECTION}-{kind}", title, text)
+            name = kind if args.background == "normal" else f"{kind}-{args.background}"
+            title = f"Alert latency, {name} (bench/bench_alert_latency.py)"
+            write_section(f"{SECTION}-{name}", title, text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest_process import SECRET, start_ingest  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from devices.simulator.load import message_stream, run_load  # noqa: E402
 from services.core.db import make_engine  # noqa: E402
@@ -55,7 +55,6 @@ from services.ingest.parse import Inbound  # noqa: E402
 from services.ingest.service import IngestService, subscription_topic  # noqa: E402
 from tests.support import Publisher, private_broker, tree_rss_kb  # noqa: E402
 
-SECRET = "bench-secret-0123456789"
 PG_ADMIN = os.environ.get("CPM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -280,14 +279,6 @@ def backlog_memory(community: DemoCommunity, messages: int) -> dict[str, float]:
     """Peak RSS of a `cpmon ingest` process draining a backlog of `messages` (SQLite)."""
     prefix = f"bench/{uuid.uuid4().hex[:6]}/cpm/v1"
     with private_broker() as broker, fresh_database("sqlite", community) as url:
-        env = {
-            **os.environ,
-            "CPM_DATABASE_URL": url,
-            "CPM_MQTT_URL": broker,
-            "CPM_TOPIC_PREFIX": prefix,
-            "CPM_ID_HASH_SECRET": SECRET,
-            "CPM_INGEST_CLIENT_ID": "bench-backlog",
-        }
         ingest = IngestService(settings_for(url, broker, prefix, "bench-backlog"))
         ingest.start()  # the persistent session the backlog queues for
         ingest.stop()
@@ -296,13 +287,7 @@ def backlog_memory(community: DemoCommunity, messages: int) -> dict[str, float]:
             size = min(200_000, messages - chunk_start)
             stream = message_stream(community, prefix, size, seed=chunk_start + 1)
             sent += run_load(broker, prefix, stream=stream).acknowledged
-        expected = sent - sum(1 for _ in range(0))  # every message is acked by ingest
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "ingest"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_ingest(url, broker, prefix, "bench-backlog")
         engine = make_engine(url)
         peak_kib, began = 0, time.perf_counter()
         last, still_since = -1, time.perf_counter()
@@ -324,7 +309,7 @@ def backlog_memory(community: DemoCommunity, messages: int) -> dict[str, float]:
             process.wait(60)
             engine.dispose()
     return {
-        "messages": expected,
+        "messages": sent,
         "rows": last,
         "peak_mib": peak_kib / 1024,
         "seconds": time.perf_counter() - began - 5,

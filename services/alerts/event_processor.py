@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, literal, select, text
 
 from services.alerts import store
 from services.alerts.event_rules import (
@@ -46,11 +46,20 @@ from services.alerts.watermark import (
 )
 from services.core.identity import tail_only
 from services.core.queries import join_pairs
-from services.core.tables import checkpoint_t, passage_t, reading_t, status_t
+from services.core.tables import (
+    IMPLAUSIBLE_READING,
+    checkpoint_t,
+    passage_t,
+    reading_t,
+    status_t,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("passage", "reading", "device_status_event")
+# implausible readings counted for a sensor fault, at most: the count reads no more
+# index entries than this, however many a broken (or hostile) device sends
+SENSOR_FAULT_COUNT_CAP = 100
 
 
 @dataclass
@@ -194,17 +203,11 @@ class Processor:
         return persons
 
     def _recent_implausible(self, conn: Connection, fact: ReadingFact) -> int:
-        return int(
-            conn.execute(
-                select(func.count()).where(
-                    reading_t.c.checkpoint_id == fact.checkpoint_id,
-                    reading_t.c.implausible.is_(True),
-                    reading_t.c.ts > fact.ts - SENSOR_FAULT_WINDOW,
-                    reading_t.c.ts <= fact.ts,
-                    reading_t.c.id <= fact.id,
-                )
-            ).scalar_one()
-        )
+        """The implausible readings at the reading's checkpoint within
+        SENSOR_FAULT_WINDOW up to it, counted up to SENSOR_FAULT_COUNT_CAP: a range of
+        the partial index `ix_reading_implausible` (its condition repeated as text, so
+        SQLite matches it) with a LIMIT."""
+        return int(conn.execute(recent_implausible_query(fact)).scalar_one())
 
     def _recheck(self, conn: Connection, facts: list[ReadingFact], now: datetime) -> None:
         normal = [f for f in facts if not f.fever and not f.implausible]
@@ -216,6 +219,23 @@ class Processor:
                 if is_normal_recheck(fever, fact, self.recheck_window):
                     note = f"re-check {fact.temp_c:.1f} °C (reading {fact.id})"
                     store.resolve_keys_by_id(conn, fever.alert_id, now, "recheck_normal", note)
+
+
+def recent_implausible_query(fact: ReadingFact) -> Any:
+    c = reading_t.c
+    recent = (
+        select(literal(1))
+        .where(
+            c.checkpoint_id == fact.checkpoint_id,
+            text(IMPLAUSIBLE_READING),
+            c.ts > fact.ts - SENSOR_FAULT_WINDOW,
+            c.ts <= fact.ts,
+            c.id <= fact.id,
+        )
+        .limit(SENSOR_FAULT_COUNT_CAP)
+        .subquery()
+    )
+    return select(func.count()).select_from(recent)
 
 
 def passage_fact(row: Any) -> PassageFact:

@@ -45,7 +45,12 @@ def configure_client(client: mqtt.Client, settings: Settings) -> None:
 
 
 def paho_client(
-    client_id: str, protocol_name: str, *, persistent: bool = False, manual_ack: bool = False
+    client_id: str,
+    protocol_name: str,
+    *,
+    persistent: bool = False,
+    manual_ack: bool = False,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A paho client (callback API 2) speaking `protocol_name` ("5" or "3.1.1"), its log
     lines in the `paho.mqtt` logger and its callbacks' exceptions logged, not raised.
@@ -53,7 +58,7 @@ def paho_client(
     client is away."""
     protocol = protocol_of(protocol_name)
     extra = {} if protocol is MQTTProtocolVersion.MQTTv5 else {"clean_session": not persistent}
-    client = mqtt.Client(
+    client = client_class(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
@@ -66,11 +71,20 @@ def paho_client(
 
 
 def new_client(
-    settings: Settings, client_id: str, *, persistent: bool = False, manual_ack: bool = False
+    settings: Settings,
+    client_id: str,
+    *,
+    persistent: bool = False,
+    manual_ack: bool = False,
+    client_class: type[mqtt.Client] = mqtt.Client,
 ) -> mqtt.Client:
     """A client for a service: protocol, credentials and TLS from the settings."""
     client = paho_client(
-        client_id, settings.mqtt_protocol, persistent=persistent, manual_ack=manual_ack
+        client_id,
+        settings.mqtt_protocol,
+        persistent=persistent,
+        manual_ack=manual_ack,
+        client_class=client_class,
     )
     configure_client(client, settings)
     return client

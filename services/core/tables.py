@@ -41,6 +41,7 @@ from services.core.models.alerts import (
 )
 from services.core.models.auth import ApiKey, AuditLog, AuthFailure
 from services.core.models.broker import BrokerSession
+from services.core.models.events import IMPLAUSIBLE_READING as IMPLAUSIBLE_READING
 from services.core.models.events import OPEN_PASSAGE as OPEN_PASSAGE  # with its table
 from services.core.models.events import OPEN_READING as OPEN_READING
 from services.core.models.robots import RobotSend

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Float, Table
@@ -27,9 +29,11 @@ _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # unannotat
 def sqlite_value(value: Any) -> Any:
     """What SQLAlchemy's SQLite DATETIME stores for a UTC timestamp (naive, UTC)."""
     if isinstance(value, datetime):
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        zone = value.tzinfo
+        if zone is UTC or (zone is not None and not zone.utcoffset(value)):
+            # a UTC time (whatever its tzinfo object): its text without "+00:00"
+            return value.isoformat(" ", "microseconds")[:-6]
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 
@@ -38,9 +42,19 @@ def _sqlite_rows(
 ) -> list[tuple[Any, ...]]:
     """Rows as parameter tuples, converting only the timestamp columns."""
     stamps = _timestamp_columns(table)
-    if not stamps.intersection(columns):
-        return [tuple(row[c] for c in columns) for row in rows]
-    return [tuple(sqlite_value(row[c]) if c in stamps else row[c] for c in columns) for row in rows]
+    at = [n for n, column in enumerate(columns) if column in stamps]
+    if len(columns) == 1:
+        return [(sqlite_value(row[columns[0]]) if at else row[columns[0]],) for row in rows]
+    values = itemgetter(*columns)
+    if not at:
+        return [values(row) for row in rows]
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        converted = list(values(row))
+        for n in at:
+            converted[n] = sqlite_value(converted[n])
+        out.append(tuple(converted))
+    return out
 
 
 @cache
@@ -109,7 +123,7 @@ def insert_new(
             f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
             f"{', '.join([row_marks] * size)} {conflict}"
         )
-        params = tuple(value for row in _sqlite_rows(table, chunk, columns) for value in row)
+        params = tuple(chain.from_iterable(_sqlite_rows(table, chunk, columns)))
         inserted.extend(conn.exec_driver_sql(sql, params).all())
     return inserted
 

@@ -1,8 +1,9 @@
 """The ingest service: MQTT in, committed rows out, acknowledged only after commit.
 
-Two threads: paho's network thread puts each message on a bounded queue (when it is
-full the network thread waits, so the broker holds the rest: backpressure, not an
-unbounded buffer); the commit thread takes batches, has the writer (writer.py: a child
+Two threads: paho's network thread (receiver.py: a trimmed path for QoS-1 PUBLISH)
+puts each message on a bounded hand-off (when it is full the network thread waits, so
+the broker holds the rest: backpressure, not an unbounded buffer); the commit thread
+takes batches, has the writer (writer.py: a child
 process by default) parse and commit them, and only then sends the PUBACKs. A message
 that was never acknowledged is redelivered by the broker, and the unique
 (checkpoint, msg_id) keys store it once.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +38,7 @@ from services.core.protocol import (
 from services.core.settings import Settings
 from services.ingest.batch import is_transient
 from services.ingest.parse import Inbound
+from services.ingest.receiver import Handoff, IngestClient
 from services.ingest.session import SessionLedger, judge
 from services.ingest.store import BatchOutcome
 from services.ingest.writer import ProcessWriter, ThreadWriter, WriteFailed, Writer
@@ -98,7 +99,7 @@ class IngestService:
             engine or get_engine(settings.database_url), settings.ingest_client_id
         )
         self.database_ok = True
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.ingest_queue_size)
+        self._queue = Handoff(settings.ingest_queue_size)
         self._generation = 0
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -109,16 +110,22 @@ class IngestService:
         self.client = self._make_client()
 
     # --- MQTT side --------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> IngestClient:
         # manual_ack: the PUBACK goes out only after commit
         client = new_client(
-            self.settings, self.settings.ingest_client_id, persistent=True, manual_ack=True
+            self.settings,
+            self.settings.ingest_client_id,
+            persistent=True,
+            manual_ack=True,
+            client_class=IngestClient,
         )
+        assert isinstance(client, IngestClient)
         client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = logged(self._on_connect)
         client.on_disconnect = logged(self._on_disconnect)
-        client.on_message = logged(self._on_message)
+        client.on_message = logged(self._on_message)  # what the QoS-1 path leaves to paho
+        client.on_delivery = logged(self._on_delivery)
         client.on_subscribe = logged(self._on_subscribe)
         return client
 
@@ -204,43 +211,22 @@ class IngestService:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._receive(message.topic, bytes(message.payload), message.mid, message.qos)
+
+    def _on_delivery(self, topic: str, payload: bytes, mid: int) -> None:
+        self._receive(topic, payload, mid, 1)
+
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if self._stopping.is_set():
             return  # not acknowledged: the broker redelivers it to the next session
-        inbound = Inbound(
-            message.topic,
-            bytes(message.payload),
-            self.clock(),
-            message.mid,
-            message.qos,
-            self._generation,
-        )
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(inbound, timeout=0.5)  # waits when full: backpressure
-                self.stats.received += 1
-                return
-            except queue.Full:
-                continue
+        inbound = Inbound(topic, payload, self.clock(), mid, qos, self._generation)
+        if self._queue.put(inbound, self._stopping):  # waits when full: backpressure
+            self.stats.received += 1
 
     # --- commit side ------------------------------------------------------------------
     def _next_batch(self) -> list[Inbound]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
-        while len(batch) < self.settings.ingest_batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-        return batch
+        settings = self.settings
+        return self._queue.take(settings.ingest_batch_size, settings.ingest_batch_ms / 1000, 0.2)
 
     def _commit_loop(self) -> None:
         while True:
@@ -285,7 +271,7 @@ class IngestService:
                     "database unavailable (%s); holding %d message(s) unacknowledged, "
                     "retrying in %.1f s",
                     error.cause if isinstance(error, WriteFailed) else type(error).__name__,
-                    len(batch) + self._queue.qsize(),
+                    len(batch) + len(self._queue),
                     backoff,
                 )
                 if self._stopping.wait(backoff):
@@ -299,12 +285,14 @@ class IngestService:
 
     def _acknowledge(self, batch: list[Inbound]) -> None:
         generation = self._generation
-        for item in batch:
-            # an ack on a newer connection would be for another message: the old one is
-            # redelivered instead, and recognised as a duplicate
-            if item.qos > 0 and item.generation == generation:
+        # an ack on a newer connection would be for another message: the old one is
+        # redelivered instead, and recognised as a duplicate
+        current = [item for item in batch if item.qos > 0 and item.generation == generation]
+        self.client.ack_many(item.mid for item in current if item.qos == 1)
+        for item in current:
+            if item.qos != 1:
                 self.client.ack(item.mid, item.qos)
-                self.stats.acked += 1
+        self.stats.acked += len(current)
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self, timeout: float | None = 15.0) -> None:
@@ -354,7 +342,7 @@ class IngestService:
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             current = (self.stats.received, self.stats.batches)
-            if current != last or self._busy or not self._queue.empty():
+            if current != last or self._busy or len(self._queue):
                 last, quiet_since = current, time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
                 return True

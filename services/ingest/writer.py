@@ -1,9 +1,9 @@
 """Where batches are parsed and written: in this process, or in a writer process.
 
-Receiving a QoS-1 message with paho costs about as much CPU as parsing and storing it,
-and one Python process can use one core. So by default ingest runs the batch processor
-in a child process: the parent receives and acknowledges, the child parses and commits,
-and the two overlap on two cores. Both writers have one method, `process(batch)`, with
+One Python process can use one core. So by default ingest runs the batch processor in a
+child process: the parent receives and acknowledges, the child parses and commits, and
+the two overlap on two cores (since receiver.py, receiving costs a fraction of storing:
+~17 vs ~100 µs a message on the shared test box, docs/benchmarks.md). Both writers have one method, `process(batch)`, with
 the contract of `BatchProcessor.process`: it returns the batch's outcome once it is
 committed, or raises, and then nothing of the batch may be acknowledged.
 
@@ -20,6 +20,7 @@ import logging.handlers
 import multiprocessing
 import signal
 import threading
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -115,7 +116,7 @@ class ProcessWriter:
         self.start()
         try:
             assert self._pipe is not None
-            self._pipe.send(items)
+            self._pipe.send(pack(items))
             reply = self._receive()
         except (EOFError, OSError) as error:
             self._discard()
@@ -157,6 +158,24 @@ class ProcessWriter:
         self._logs.close()
 
 
+Packed = tuple[list[str], list[bytes], list[datetime]]
+
+
+def pack(items: list[Inbound]) -> Packed:
+    """What the writer needs of a batch, as three lists: pickled at a third of the cost
+    of a list of `Inbound` objects (the packet ids stay with the parent, which acks)."""
+    return (
+        [item.topic for item in items],
+        [item.payload for item in items],
+        [item.received_at for item in items],
+    )
+
+
+def unpack(packed: Packed) -> list[Inbound]:
+    topics, payloads, stamps = packed
+    return [Inbound(*fields) for fields in zip(topics, payloads, stamps, strict=True)]
+
+
 def forward_logs(records: Any) -> None:
     """The child's log records, through this process's logging (handlers, levels)."""
     while True:
@@ -192,11 +211,12 @@ def writer_main(settings: Settings, pipe: Connection, logs: Any) -> None:
         pipe.send("ready")
         while True:
             try:
-                batch = pipe.recv()
+                packed = pipe.recv()
             except (EOFError, OSError):
                 return  # the parent is gone
-            if batch is None:
+            if packed is None:
                 return
+            batch = unpack(packed)
             reply: Any
             try:
                 reply = processor.process(batch)

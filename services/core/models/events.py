@@ -54,6 +54,9 @@ OPEN_PASSAGE = "kind = 'person' AND screened = false"
 OPEN_READING = (
     "passage_id IS NULL AND entry_msg_id IS NULL AND implausible = false AND source = 'thermometer'"
 )
+# Implausible readings (a sensor fault is several at one checkpoint within minutes):
+# few, so their index stays small however many plausible readings share the window.
+IMPLAUSIBLE_READING = "implausible = true"
 
 
 class Passage(PassageBase, table=True):
@@ -121,6 +124,14 @@ class Reading(ReadingBase, table=True):
             "id",
             sqlite_where=text(OPEN_READING),
             postgresql_where=text(OPEN_READING),
+        ),
+        Index(
+            "ix_reading_implausible",
+            "checkpoint_id",
+            "ts",
+            "id",
+            sqlite_where=text(IMPLAUSIBLE_READING),
+            postgresql_where=text(IMPLAUSIBLE_READING),
         ),
     )
 

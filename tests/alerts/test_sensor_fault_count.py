@@ -1,0 +1,85 @@
+"""The alert service's sensor-fault count reads a bounded range of a small index,
+however many implausible (or plausible) readings share the window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, literal, select
+
+from services.alerts.event_processor import (
+    SENSOR_FAULT_COUNT_CAP,
+    reading_fact,
+    recent_implausible_query,
+)
+from services.core.tables import reading_t
+from services.ingest.bulk import insert_new
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def readings(prefix: str, count: int, implausible: bool, start: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "checkpoint_id": "cp-001",
+            "msg_id": f"{prefix}{n}",
+            "ts": start + timedelta(milliseconds=n),
+            "device_ts": start + timedelta(milliseconds=n),
+            "received_at": start + timedelta(milliseconds=n),
+            "clock_adjusted": False,
+            "temp_c": 12.0 if implausible else 36.5,
+            "direction": "in",
+            "source": "thermometer",
+            "implausible": implausible,
+            "fever": False,
+        }
+        for n in range(count)
+    ]
+
+
+def test_the_count_stops_at_its_cap_and_counts_exactly_below_it(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        for prefix, count, implausible, minutes_ago in (
+            ("ok", 2000, False, 5),
+            ("bad", 3 * SENSOR_FAULT_COUNT_CAP, True, 4),
+            ("old", 5, True, 30),  # before the others' window
+        ):
+            start = NOW - timedelta(minutes=minutes_ago)
+            rows = readings(prefix, count, implausible, start)
+            insert_new(conn, reading_t, rows, ["checkpoint_id", "msg_id"])
+        rows = conn.execute(
+            select(reading_t, literal("site").label("site_id"))
+            .where(reading_t.c.implausible.is_(True))
+            .order_by(reading_t.c.id)
+        ).all()
+        facts = [reading_fact(row, None) for row in rows]
+        counts = [conn.execute(recent_implausible_query(f)).scalar_one() for f in facts]
+    cap = SENSOR_FAULT_COUNT_CAP
+    # each counts itself and the ones before it in the window, up to the cap
+    assert counts[: 3 * cap] == [*range(1, cap + 1), *[cap] * (2 * cap)]
+    assert counts[3 * cap :] == [1, 2, 3, 4, 5]  # 26 minutes earlier: a window of their own
+
+
+def test_the_count_reads_the_partial_index(seeded_engine: Engine) -> None:
+    fact = reading_fact(
+        type(
+            "Row",
+            (),
+            {
+                "id": 10**6, "checkpoint_id": "cp-001", "site_id": "s", "ts": NOW,
+                "temp_c": 12.0, "fever": False, "implausible": True, "clock_adjusted": False,
+                "msg_id": "m", "entry_msg_id": None, "passage_id": None,
+            },
+        )(),
+        None,
+    )  # fmt: skip
+    query = recent_implausible_query(fact)
+    with seeded_engine.begin() as conn:
+        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny test table
+            plan = conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars().all()
+        else:
+            plan = [r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+    assert any("ix_reading_implausible" in line for line in plan), plan
