@@ -58,7 +58,8 @@ def prepare_database(settings: Settings, options: UpOptions) -> str:
     from services.core.demo import generate_community
 
     community = generate_community(seed=DEMO_SEED, people=options.people)
-    counts = load_demo(engine, community, settings.id_hash_secret.get_secret_value())
+    secret = settings.id_hash_secret.get_secret_value()
+    counts = load_demo(engine, community, secret, commissioned_at=datetime.now(UTC))
     return "loaded the demo community: " + ", ".join(f"{n} {k}" for k, n in counts.items())
 
 

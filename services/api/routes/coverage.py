@@ -52,9 +52,20 @@ def resolve_scope(session: Session, site_id: str | None, checkpoint_id: str | No
     else:
         rows = list(session.exec(select(Checkpoint)))
     active = {cp.id: cp.min_staff for cp in rows if cp.active}
+    service = {cp.id: service_period(cp) for cp in rows if cp.active}
+    service = {cp: period for cp, period in service.items() if period != cov.ALWAYS}
     if site_id is None and checkpoint_id is None:
-        return Scope(checkpoints=active, members=None, everyone=tuple(sorted(cp.id for cp in rows)))
-    return Scope(checkpoints=active, members=sorted(cp.id for cp in rows))
+        everyone = tuple(sorted(cp.id for cp in rows))
+        return Scope(checkpoints=active, members=None, everyone=everyone, service=service)
+    return Scope(checkpoints=active, members=sorted(cp.id for cp in rows), service=service)
+
+
+def service_period(checkpoint: Checkpoint) -> cov.Period:
+    """The checkpoint's in-service period as epoch seconds (None: unbounded)."""
+    return (
+        None if checkpoint.commissioned_at is None else cov.epoch(checkpoint.commissioned_at),
+        None if checkpoint.decommissioned_at is None else cov.epoch(checkpoint.decommissioned_at),
+    )
 
 
 BUCKET = TypeAdapter(CoverageBucket)
