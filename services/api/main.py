@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -85,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = get_engine(settings.database_url)
     app.state.settled_hours = SettledHours()
     app.state.registry = CollectorRegistry()
-    app.state.registry.register(DatabaseCollector(app.state.engine))
+    app.state.registry.register(
+        DatabaseCollector(app.state.engine, timedelta(seconds=settings.device_silence_s))
+    )
     metrics = ApiMetrics(app.state.registry)
     app.state.metrics = metrics
     app.state.failed_auth = FailedAuth(

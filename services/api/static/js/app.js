@@ -112,6 +112,12 @@ function rangeDates() {
   return { from: $("#range-from").value, to: $("#range-to").value };
 }
 
+function rangeIncludesToday() {
+  const { from, to } = rangeDates();
+  const today = localDate();
+  return Boolean(from && to) && from <= today && today <= to;
+}
+
 async function refreshRange() {
   const { from, to } = rangeDates();
   if (!from || !to || to < from) {
@@ -184,8 +190,15 @@ async function startDashboard() {
   }
   await refreshRange();
   every(BOARD_REFRESH_MS, refreshBoard);
-  every(TODAY_REFRESH_MS, refreshToday);
-  every(RANGE_REFRESH_MS, refreshRange);
+  // a range that includes today refreshes with today's figures, so it never shows fewer
+  // passages than today alone; a range wholly in the past changes rarely
+  every(TODAY_REFRESH_MS, async () => {
+    await refreshToday();
+    if (rangeIncludesToday()) await refreshRange();
+  });
+  every(RANGE_REFRESH_MS, async () => {
+    if (!rangeIncludesToday()) await refreshRange();
+  });
   if (!state.me?.role || state.me.role === "admin") robots.load().catch(handleError);
   openLinkedAlert().catch(handleError);
   document.body.dataset.ready = "true";
