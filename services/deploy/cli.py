@@ -26,7 +26,11 @@ def register(subparsers: Any) -> None:
     up.add_argument("--people", type=int, default=69_000, help="demo population")
     up.add_argument("--state-dir", type=Path, default=Path("var"), help="local broker state")
     up.add_argument(
-        "--no-mosquitto", action="store_true", help="use the embedded broker even if mosquitto is"
+        "--no-mosquitto",
+        action="store_true",
+        help="when no broker answers at CPM_MQTT_URL, start the embedded (amqtt) broker even "
+        "if mosquitto is installed (a broker already answering there, e.g. on 1883, is "
+        "always reused)",
     )
     up.set_defaults(func=cmd_up)
 

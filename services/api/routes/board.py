@@ -15,6 +15,7 @@ from services.api.coverage import ratio
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
 from services.api.privacy import sees_full_ids, shown
+from services.api.routes.common import known_filters
 from services.api.routes.passages import screening_temp
 from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
 from services.core import online
@@ -155,6 +156,7 @@ def list_checkpoints(
     _actor: CurrentKey,
     site_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Board:
+    known_filters(session, site_id, None)
     now = utcnow()
     rows = board_rows(
         session.connection(),

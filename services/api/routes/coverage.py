@@ -41,13 +41,13 @@ def resolve_scope(session: Session, site_id: str | None, checkpoint_id: str | No
     if checkpoint_id is not None:
         checkpoint = session.get(Checkpoint, checkpoint_id)
         if checkpoint is None:
-            raise ApiProblem(404, f"no checkpoint {checkpoint_id!r}")
+            raise invalid_field("query.checkpoint_id", f"no such checkpoint: {checkpoint_id!r}")
         if site_id is not None and checkpoint.site_id != site_id:
             raise invalid_field("query.site_id", f"checkpoint {checkpoint_id} is not in it")
         rows = [checkpoint]
     elif site_id is not None:
         if session.get(Site, site_id) is None:
-            raise ApiProblem(404, f"no site {site_id!r}")
+            raise invalid_field("query.site_id", f"no such site: {site_id!r}")
         rows = list(session.exec(select(Checkpoint).where(Checkpoint.site_id == site_id)))
     else:
         rows = list(session.exec(select(Checkpoint)))
@@ -112,7 +112,7 @@ def report_json(head: dict[str, Any], total: dict[str, Any], buckets: list[bytes
     response_model=CoverageReport,
     response_model_by_alias=True,
     summary="Coverage figures per hour or local day, and for the whole window",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422),
 )
 def get_coverage(
     request: Request,
