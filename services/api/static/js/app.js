@@ -29,9 +29,10 @@ const state = {
 
 // --- messages --------------------------------------------------------------------
 let toastTimer;
-function toast(message) {
+function toast(message, kind = "error") {
   const box = $("#toast");
   box.textContent = message;
+  box.dataset.kind = kind;
   box.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => (box.hidden = true), 6000);
@@ -75,6 +76,7 @@ const feed = new AlertFeed({
   },
   onChange: () => scheduleBoardRefresh(),
   onError: handleError,
+  onDone: (message) => toast(message, "ok"),
 });
 
 const robots = new RobotRoutes({ panel: $("#robots-panel"), onError: handleError });
@@ -148,12 +150,15 @@ function drawCharts() {
   const now = Date.now();
   const past = { ...report, buckets: report.buckets.filter((b) => Date.parse(b.start) <= now) };
   state.charts = [passagesChart($("#chart-passages"), past), coverageChart($("#chart-coverage"), past)];
+  // what the charts hold, for people who read the page's markup (and for the tests)
+  $("#chart-passages").dataset.passages = String(past.buckets.reduce((n, b) => n + b.passages.total, 0));
 }
 
 async function openDetail(checkpointId) {
   const cp = state.board?.checkpoints.find((c) => c.id === checkpointId);
   try {
-    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "");
+    const site = cp ? state.sites.find((s) => s.id === cp.site_id) : null;
+    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "", site?.fever_threshold_c ?? undefined);
   } catch (error) {
     $("#detail").close();
     handleError(error);
