@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.core.settings import Settings
@@ -41,10 +41,25 @@ class UpOptions:
     state_dir: Path = Path("var")
     use_mosquitto: bool = True
     simulate_args: Sequence[str] = ()
+    # days of simulated history played through ingest before going live (demo with
+    # --simulate, on a freshly loaded registry only); 0: none
+    backfill_days: int = 7
+    backfill_max_rate: float = 8000.0  # msg/s: what ingest takes on SQLite, with room
 
 
-def prepare_database(settings: Settings, options: UpOptions) -> str:
-    """Migrate, and load the demo community into an empty registry. Says what it did."""
+def backfill_start(options: UpOptions, fresh: bool, now: datetime) -> datetime | None:
+    """When the backfilled history starts (None: no backfill)."""
+    if not (options.demo and options.simulate and fresh and options.backfill_days > 0):
+        return None
+    return now.replace(microsecond=0) - timedelta(days=options.backfill_days)
+
+
+def prepare_database(
+    settings: Settings, options: UpOptions, commissioned_at: datetime | None = None
+) -> tuple[str, bool]:
+    """Migrate, and load the demo community into an empty registry, its checkpoints in
+    service from `commissioned_at` (default now). Says what it did, and whether it
+    loaded the registry just now."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per plugin otherwise
     from services.core.db import get_engine
     from services.core.migrate import upgrade
@@ -54,15 +69,17 @@ def prepare_database(settings: Settings, options: UpOptions) -> str:
     upgrade(settings.database_url)
     engine = get_engine(settings.database_url)
     if not options.demo:
-        return "schema up to date"
+        return "schema up to date", False
     if not registry_is_empty(engine):
-        return "schema up to date; registry already loaded"
+        return "schema up to date; registry already loaded", False
     from services.core.demo import generate_community
 
     community = generate_community(seed=DEMO_SEED, people=options.people)
     secret = settings.id_hash_secret.get_secret_value()
-    counts = load_demo(engine, community, secret, commissioned_at=datetime.now(UTC))
-    return "loaded the demo community: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+    in_service = commissioned_at or datetime.now(UTC)
+    counts = load_demo(engine, community, secret, commissioned_at=in_service)
+    loaded = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return f"loaded the demo community: {loaded}", True
 
 
 DEMO_KEY_NAME = "demo (cpmon up)"
@@ -158,20 +175,41 @@ def wait_for_api(
     return False
 
 
+BACKFILL_TIER = 2  # after ingest and the API, before the alerts and the live simulator
+
+
 def service_specs(
-    options: UpOptions, env: Mapping[str, str], cpmon: Sequence[str]
+    options: UpOptions,
+    env: Mapping[str, str],
+    cpmon: Sequence[str],
+    backfill_from: datetime | None = None,
 ) -> list[ChildSpec]:
-    """The service children; `cpmon` is how to run the console script."""
+    """The service children; `cpmon` is how to run the console script. With
+    `backfill_from`, a one-off simulator first plays the history from then to now as
+    fast as ingest takes it, and the alerts start after it (they do not page anyone
+    about the past)."""
     api_args = []
     if options.host:
         api_args += ["--host", options.host]
     if options.port:
         api_args += ["--port", str(options.port)]
+    later = BACKFILL_TIER + 1 if backfill_from else 1
     specs = [
         ChildSpec("ingest", [*cpmon, "ingest"], env),
-        ChildSpec("alerts", [*cpmon, "alerts"], env),
+        ChildSpec("alerts", [*cpmon, "alerts"], env, tier=later),
         ChildSpec("api", [*cpmon, "api", *api_args], env),
     ]
+    if options.simulate and backfill_from is not None:
+        backfill = [
+            *cpmon, "simulate", "--community-seed", str(DEMO_SEED), "--people",
+            str(options.people), "--speed", "max", "--start",
+            backfill_from.isoformat(), "--duration", f"{options.backfill_days}d",
+            "--max-rate", str(options.backfill_max_rate), "--client-id-prefix", "history-",
+            # heartbeats matter live (silence); in the past they would be most of the
+            # messages (2 million a week at 30 s) and tell nothing coverage shows
+            "--heartbeat", "1h",
+        ]  # fmt: skip
+        specs.append(ChildSpec("backfill", backfill, env, tier=BACKFILL_TIER))
     if options.simulate:
         # Live: simulated time runs with the wall clock, on the same community. No
         # --start: the simulator takes "now" when it starts playing, not when this
@@ -181,15 +219,25 @@ def service_specs(
             str(options.people), "--speed", "1", "--duration", "30d",
             *options.simulate_args,
         ]  # fmt: skip
-        specs.append(ChildSpec("simulator", simulate, env, tier=2))
+        specs.append(ChildSpec("simulator", simulate, env, tier=later + 1))
     return specs
 
 
-def child_environment(settings: Settings, options: UpOptions, broker: BrokerPlan) -> dict[str, str]:
+def child_environment(
+    settings: Settings,
+    options: UpOptions,
+    broker: BrokerPlan,
+    backfill_from: datetime | None = None,
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(broker.env)
     if options.demo:
         env["CPM_DEMO_MODE"] = "true"
+    if backfill_from is not None:
+        # ingest files events older than this at their receipt time: the history must
+        # keep its own timestamps
+        hours = options.backfill_days * 24 + 24
+        env["CPM_MAX_EVENT_AGE_H"] = str(max(hours, settings.max_event_age_h))
     # Children must use the very database this process migrated and seeded.
     env["CPM_DATABASE_URL"] = settings.database_url
     return env
@@ -210,6 +258,67 @@ def wait_for_broker(supervisor: Supervisor, broker: BrokerPlan, timeout_s: float
         time.sleep(0.1)
 
 
+def settle_history(settings: Settings, played_from: datetime) -> int:
+    """After the backfill: date its device statuses by the (simulated) device clock, and
+    start the alert rules after it. Ingest dates a status by its receipt, because a will
+    carries the time the device connected, not when it dropped; the history's statuses
+    all arrived during the replay, so they would otherwise all count from now. Nobody
+    is to be paged about the past. Returns the passages played."""
+    from sqlalchemy import func, select, update
+
+    from services.alerts.event_processor import SOURCES
+    from services.alerts.timed_processor import UNSCREENED_WATERMARK
+    from services.alerts.watermark import ensure_watermarks
+    from services.core.db import get_engine
+    from services.core.tables import passage_t, reading_t, status_t, watermark_t
+
+    engine = get_engine(settings.database_url)
+    ensure_watermarks(engine, [*SOURCES, UNSCREENED_WATERMARK])
+
+    def newest() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {
+                table.name: int(
+                    conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+                )
+                for table in (passage_t, reading_t)
+            }
+
+    # the broker acknowledged every message; ingest may still be storing the last ones
+    last, deadline = newest(), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        now = newest()
+        if now == last:
+            break
+        last = now
+    with engine.begin() as conn:
+        conn.execute(
+            update(status_t)
+            .where(status_t.c.ts >= played_from, status_t.c.device_ts < played_from)
+            .values(ts=status_t.c.device_ts)
+        )
+        for name, table in (*((n, n) for n in SOURCES), (UNSCREENED_WATERMARK, "passage")):
+            conn.execute(
+                update(watermark_t).where(watermark_t.c.name == name).values(last_id=last[table])
+            )
+    return last["passage"]
+
+
+def wait_for_backfill(supervisor: Supervisor, stop: threading.Event) -> bool:
+    """Supervise until the backfill finished (True) or stop is asked."""
+    (child,) = [c for c in supervisor.children if c.spec.name == "backfill"]
+    last_said = time.monotonic()
+    while not child.finished:
+        if stop.wait(0.5):
+            return False
+        supervisor.poll()
+        if time.monotonic() - last_said > 30:
+            print("cpmon up: still playing the history ...", flush=True)
+            last_said = time.monotonic()
+    return True
+
+
 def run_up(settings: Settings, options: UpOptions, cpmon: Sequence[str] | None = None) -> int:
     cpmon = list(cpmon or [sys.executable, "-m", "services.cli"])
     host = options.host or settings.api_host
@@ -221,12 +330,17 @@ def run_up(settings: Settings, options: UpOptions, cpmon: Sequence[str] | None =
             file=sys.stderr,
         )
         return 2
-    print(f"cpmon up: {prepare_database(settings, options)}", flush=True)
+    now = datetime.now(UTC)
+    history_from = now - timedelta(days=options.backfill_days)
+    said, fresh = prepare_database(settings, options, history_from if options.simulate else now)
+    print(f"cpmon up: {said}", flush=True)
+    backfill_from = backfill_start(options, fresh, now)
     if options.demo:
         print(f"cpmon up: {demo_environment()}", flush=True)
     broker = plan_broker(settings, options.state_dir, use_mosquitto=options.use_mosquitto)
-    env = child_environment(settings, options, broker)
-    specs = ([broker.process] if broker.process else []) + service_specs(options, env, cpmon)
+    env = child_environment(settings, options, broker, backfill_from)
+    services = service_specs(options, env, cpmon, backfill_from)
+    specs = ([broker.process] if broker.process else []) + services
     supervisor = Supervisor(specs)
 
     stop = threading.Event()
@@ -240,7 +354,7 @@ def run_up(settings: Settings, options: UpOptions, cpmon: Sequence[str] | None =
         print(f"cpmon up: {exc}", file=sys.stderr)
         return 1
     print(f"cpmon up: broker: {broker.describe()}", flush=True)
-    supervisor.start()
+    supervisor.start(tier=1)
     address = api_address(settings, options)
     if not wait_for_api(supervisor, address, stop):
         supervisor.shutdown()
@@ -255,6 +369,20 @@ def run_up(settings: Settings, options: UpOptions, cpmon: Sequence[str] | None =
         print(f"cpmon up: sign in to the dashboard with the demo key {key}", flush=True)
         print(f"cpmon up: (kept in {options.state_dir / DEMO_KEY_FILE}: the same at every start)")
     print("cpmon up: Ctrl-C stops everything (ingest commits its last batch first)", flush=True)
+    if backfill_from is not None:
+        print(
+            f"cpmon up: playing {options.backfill_days} days of simulated history through "
+            f"ingest (from {backfill_from:%Y-%m-%d %H:%M} UTC), then going live ...",
+            flush=True,
+        )
+        played_from = datetime.now(UTC)
+        supervisor.start(tier=BACKFILL_TIER)
+        if not wait_for_backfill(supervisor, stop):
+            supervisor.shutdown()
+            print("cpmon up: stopped", flush=True)
+            return 0
+        played = settle_history(settings, played_from)
+        print(f"cpmon up: history played ({played} passages); going live", flush=True)
     supervisor.run(stop)
     print("cpmon up: stopped", flush=True)
     return 0

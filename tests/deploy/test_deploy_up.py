@@ -40,7 +40,11 @@ def up_environment(tmp_path: Path) -> dict[str, str]:
 
 class Up:
     def __init__(
-        self, tmp_path: Path, hide_mosquitto: bool, env: dict[str, str] | None = None
+        self,
+        tmp_path: Path,
+        hide_mosquitto: bool,
+        env: dict[str, str] | None = None,
+        backfill_days: int = 0,
     ) -> None:
         env = dict(env or up_environment(tmp_path))  # the same env: a restart
         self.api = f"http://127.0.0.1:{env['CPM_API_PORT']}"
@@ -53,7 +57,7 @@ class Up:
         self.log = tmp_path / "up.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--demo", "--simulate",
-             "--people", "3000"],
+             "--people", "3000", "--backfill-days", str(backfill_days)],
             cwd=tmp_path, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.started = time.monotonic()
@@ -110,8 +114,10 @@ def wait_for_live_board(up: Up) -> list[dict[str, object]]:
 def run_up(tmp_path: Path) -> Iterator[type[Up]]:
     started: list[Up] = []
 
-    def start(hide_mosquitto: bool, env: dict[str, str] | None = None) -> Up:
-        up = Up(tmp_path, hide_mosquitto, env)
+    def start(
+        hide_mosquitto: bool, env: dict[str, str] | None = None, backfill_days: int = 0
+    ) -> Up:
+        up = Up(tmp_path, hide_mosquitto, env, backfill_days)
         started.append(up)
         return up
 
@@ -187,4 +193,35 @@ def test_five_restarts_open_no_device_offline_alert_and_keep_the_demo_key(
         assert answer.status_code == 200, answer.text
         opened = answer.json()["items"]
     assert opened == [], f"{len(opened)} device_offline alerts opened by restarts"
+    check_clean_stop(up)
+
+
+def test_a_fresh_demo_shows_history_and_gauges_that_agree_with_the_board(
+    run_up: type[Up],
+) -> None:
+    """`cpmon up --demo --simulate` plays a day of history first (the default is 7; one
+    keeps the test short): coverage over it has data, staffing and uptime are no
+    longer ~0 % for the time before the system existed, and nobody was paged about it."""
+    up = run_up(hide_mosquitto=True, backfill_days=1)  # type: ignore[call-arg]
+    deadline = time.monotonic() + 300
+    while "history played" not in up.output():
+        assert time.monotonic() < deadline, f"no history within 300 s:\n{up.output()[-3000:]}"
+        assert up.process.poll() is None, up.output()[-3000:]
+        time.sleep(1)
+    up.started = time.monotonic()
+    wait_for_live_board(up)
+    headers = {"Authorization": f"Bearer {up.api_key()}"}
+    with httpx.Client(base_url=up.api, timeout=30) as client:
+        report = client.get(
+            "/api/v1/metrics/coverage", params={"bucket": "hour"}, headers=headers
+        ).json()
+        alerts = client.get("/api/v1/alerts", params={"limit": 500}, headers=headers).json()
+    hours_with_passages = [b for b in report["buckets"] if b["passages"]["total"] > 0]
+    assert len(hours_with_passages) >= 20, "the last 24 hours should hold the history"
+    total = report["total"]
+    assert total["staffing_coverage"] is not None and total["staffing_coverage"] > 0.5
+    assert total["device_uptime"] is not None and total["device_uptime"] > 0.5
+    assert total["temperature_coverage"] is not None and total["temperature_coverage"] > 0.5
+    # alerts are about now: the history's fevers and gaps paged nobody
+    assert len(alerts["items"]) < 20, [a["type"] for a in alerts["items"]]
     check_clean_stop(up)
