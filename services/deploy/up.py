@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from services.core.settings import Settings
 from services.deploy.broker import BrokerPlan, plan_broker
 from services.deploy.mosquitto import port_answers
@@ -258,6 +260,20 @@ def wait_for_broker(supervisor: Supervisor, broker: BrokerPlan, timeout_s: float
         time.sleep(0.1)
 
 
+def date_replayed_statuses(conn: Connection, played_from: datetime) -> None:
+    """The device statuses of a replayed history, received since `played_from` but
+    stamped before it by the (simulated) device clock, dated by that clock."""
+    from sqlalchemy import update
+
+    from services.core.tables import status_t
+
+    conn.execute(
+        update(status_t)
+        .where(status_t.c.ts >= played_from, status_t.c.device_ts < played_from)
+        .values(ts=status_t.c.device_ts)
+    )
+
+
 def settle_history(settings: Settings, played_from: datetime) -> int:
     """After the backfill: date its device statuses by the (simulated) device clock, and
     start the alert rules after it. Ingest dates a status by its receipt, because a will
@@ -270,7 +286,7 @@ def settle_history(settings: Settings, played_from: datetime) -> int:
     from services.alerts.timed_processor import UNSCREENED_WATERMARK
     from services.alerts.watermark import ensure_watermarks
     from services.core.db import get_engine
-    from services.core.tables import passage_t, reading_t, status_t, watermark_t
+    from services.core.tables import passage_t, reading_t, watermark_t
 
     engine = get_engine(settings.database_url)
     ensure_watermarks(engine, [*SOURCES, UNSCREENED_WATERMARK])
@@ -293,11 +309,7 @@ def settle_history(settings: Settings, played_from: datetime) -> int:
             break
         last = now
     with engine.begin() as conn:
-        conn.execute(
-            update(status_t)
-            .where(status_t.c.ts >= played_from, status_t.c.device_ts < played_from)
-            .values(ts=status_t.c.device_ts)
-        )
+        date_replayed_statuses(conn, played_from)
         for name, table in (*((n, n) for n in SOURCES), (UNSCREENED_WATERMARK, "passage")):
             conn.execute(
                 update(watermark_t).where(watermark_t.c.name == name).values(last_id=last[table])
