@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, insert, update
@@ -125,7 +126,7 @@ def server(settings: Settings, seeded_engine: Engine, first_hour: datetime) -> I
 
 
 def test_first_load_gauges_agree_with_the_board_and_the_charts_have_data(
-    server: LiveServer, seeded_engine: Engine, tmp_path: Path
+    server: LiveServer, seeded_engine: Engine, tmp_path: Path, first_hour: datetime
 ) -> None:
     key = new_key(seeded_engine, Role.OFFICER, "first hour")
     with chromium_page(tmp_path / "profile", server.url) as browser:
@@ -137,8 +138,11 @@ def test_first_load_gauges_agree_with_the_board_and_the_charts_have_data(
         # system went into service two hours ago: 100 % staffed, not 0.3 %
         assert today[:3] == ["100%", "100%", "100%"]
         assert float(today[3].rstrip("%")) >= 99.0
-        # the range (the last 7 days, today included) counts the same in-service time
+        # the range (the last 7 days, today included) counts the same in-service time,
+        # and by default starts when the system went into service: no empty days
         assert in_range == today
+        in_service = (first_hour - timedelta(hours=2)).astimezone(ZoneInfo("Asia/Shanghai"))
+        assert page.locator("#range-from").input_value() == in_service.date().isoformat()
         # a device silent past the threshold (90 s) is offline on the board at once
         page.wait_for_selector(f".tile[data-checkpoint={SILENT}][data-state=offline]")
         assert "101/102" in page.locator(".board-summary").inner_text()

@@ -139,6 +139,16 @@ async function refreshRange() {
   drawCharts();
 }
 
+// The default range (the last 7 days) starts at the first day the system was in service
+// or saw a passage: a system a day old shows one day, not six empty ones and a 0 % line.
+async function fitDefaultRange() {
+  const days = state.range?.buckets || [];
+  const first = days.find((b) => b.checkpoint_minutes > 0 || b.passages.total > 0);
+  if (!first || first.label <= $("#range-from").value) return;
+  $("#range-from").value = first.label;
+  await refreshRange();
+}
+
 function drawCharts() {
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
@@ -188,12 +198,14 @@ async function startDashboard() {
   drawBoard();
   feed.start(storedKey());
   await refreshToday(); // also learns the community's time zone, which "today" depends on
-  if (!$("#range-from").value) {
+  const defaulted = !$("#range-from").value;
+  if (defaulted) {
     const today = localDate();
     $("#range-from").value = addDays(today, -6);
     $("#range-to").value = today;
   }
   await refreshRange();
+  if (defaulted) await fitDefaultRange();
   every(BOARD_REFRESH_MS, refreshBoard);
   // a range that includes today refreshes with today's figures, so it never shows fewer
   // passages than today alone; a range wholly in the past changes rarely
