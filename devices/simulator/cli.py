@@ -57,7 +57,9 @@ def register(subparsers: Any) -> None:
         default=69_000,
         help="population of the demo community (as `cpmon seed --people`)",
     )
-    sim.add_argument("--heartbeat", type=_duration, default=60.0, help="heartbeat interval")
+    sim.add_argument(
+        "--heartbeat", type=_duration, default=30.0, help="heartbeat interval (protocol: 30 s)"
+    )
     sim.add_argument(
         "--rates", default="", help="incident rates, e.g. fever=0.01,duplicate=0.05 (see docs)"
     )

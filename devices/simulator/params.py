@@ -103,7 +103,7 @@ class SimulationParams:
     scenario: str = "normal-day"
     passages_per_person_day: float = 2.0
     vehicle_passages_per_vehicle_day: float = 2.0
-    heartbeat_s: float = 60.0
+    heartbeat_s: float = 30.0  # docs/protocol.md: every 30 s
     fever_threshold_c: float = 37.3
     timezone: str = "Asia/Shanghai"
     final_status: bool = True  # devices publish `offline` and disconnect at the end

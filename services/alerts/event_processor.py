@@ -32,12 +32,7 @@ from services.alerts.event_rules import (
     person_subject,
     reading_findings,
 )
-from services.alerts.timed_rules import (
-    CheckpointFact,
-    Thresholds,
-    device_offline,
-    escalation_delay,
-)
+from services.alerts.timed_rules import Thresholds, escalation_delay
 from services.alerts.watermark import (
     WatermarkMoved,
     advance_watermark,
@@ -51,12 +46,13 @@ from services.core.tables import (
     checkpoint_t,
     passage_t,
     reading_t,
-    status_t,
 )
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("passage", "reading", "device_status_event")
+# device status rows raise nothing here: device_offline is a timed condition
+# (timed_rules.py), confirmed over `CPM_DEVICE_OFFLINE_CONFIRM_S`
+SOURCES = ("passage", "reading")
 # implausible readings counted for a sensor fault, at most: the count reads no more
 # index entries than this, however many a broken (or hostile) device sends
 SENSOR_FAULT_COUNT_CAP = 100
@@ -91,14 +87,8 @@ class Processor:
         return total
 
     def process(self, source: str) -> int:
-        table = {"passage": passage_t, "reading": reading_t, "device_status_event": status_t}[
-            source
-        ]
-        handler = {
-            "passage": self._passages,
-            "reading": self._readings,
-            "device_status_event": self._statuses,
-        }[source]
+        table = {"passage": passage_t, "reading": reading_t}[source]
+        handler = {"passage": self._passages, "reading": self._readings}[source]
         now = self.clock()
         with self.engine.begin() as conn:
             wm = read_watermark(conn, source)
@@ -162,15 +152,6 @@ class Processor:
             for finding in reading_findings(fact, recent):
                 self._raise(conn, finding, now)
         self._recheck(conn, facts, now)
-
-    def _statuses(self, conn: Connection, rows: list[Any], now: datetime) -> None:
-        for row in rows:
-            if row.state != "offline":
-                continue  # coming back online is seen (and resolved) by the timer
-            fact = CheckpointFact(row.checkpoint_id, row.site_id, 0, "offline", None, None, 0, None)
-            finding = device_offline(fact, now, self.thresholds)
-            if finding is not None:
-                self._raise(conn, finding, now, repeat=False)
 
     def _reading_persons(self, conn: Connection, rows: list[Any]) -> dict[int, str]:
         """Person keys of readings linked to a passage, by passage_id or entry_msg_id."""

@@ -15,12 +15,14 @@ from sqlalchemy import Connection, Engine, func, select
 from services.alerts import store
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.silence import record_silences
 from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
     conditions,
     ended_conditions,
     escalation_delay,
+    holding_at_all,
     screening_due,
     shortage_since,
     unscreened,
@@ -61,6 +63,7 @@ def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
             state_t.c.device_state,
             state_t.c.last_seen_at,
             state_t.c.clock_skew_s,
+            state_t.c.state_since,
         )
         .outerjoin(state_t, state_t.c.checkpoint_id == checkpoint_t.c.id)
         .where(checkpoint_t.c.active.is_(True))
@@ -71,10 +74,11 @@ def load_checkpoints(conn: Connection) -> list[CheckpointFact]:
             site_id=r.site_id,
             min_staff=r.min_staff,
             device_state=r.device_state or "unknown",
-            last_seen_at=r.last_seen_at,
+            last_seen_at=_aware(r.last_seen_at),
             clock_skew_s=r.clock_skew_s,
             on_duty=sum(on for on, _ in presence.get(r.id, ())),
             staff_left_at=shortage_since(presence.get(r.id, ()), r.min_staff),
+            state_since=_aware(r.state_since),
         )
         for r in rows
     ]
@@ -94,6 +98,8 @@ class Timers:
     thresholds: Thresholds
     clock: Callable[[], datetime]
     batch_size: int = 1000
+    # the first pass's time: a device_offline is confirmed from no earlier than this
+    watching_since: datetime | None = None
 
     def run(self) -> TimerReport:
         now = self.clock()
@@ -118,15 +124,19 @@ class Timers:
         return store.raise_alert(conn, finding, now, delay, repeat=repeat)
 
     def _conditions(self, conn: Connection, now: datetime, report: TimerReport) -> None:
+        record_silences(conn, now, self.thresholds.device_silence)
         checkpoints = load_checkpoints(conn)
-        holding = conditions(checkpoints, now, self.thresholds)
+        if self.watching_since is None:
+            self.watching_since = now
+        holding = conditions(checkpoints, now, self.thresholds, self.watching_since)
         for finding in holding:
             raised = self._raise(conn, finding, now, repeat=False)
             if raised is not None and raised.created:
                 report.opened.append(raised.alert_id)
         open_rows = store.open_alerts_of(conn, [t.value for t in CONDITION_TYPES])
         open_keys = {r.open_key: (r.type, r.checkpoint_id) for r in open_rows}
-        ended = ended_conditions(open_keys, holding, checkpoints, self.thresholds)
+        still = holding_at_all(checkpoints, now, self.thresholds)
+        ended = ended_conditions(open_keys, still, checkpoints, self.thresholds)
         for key in ended:
             alert_type = AlertType(open_keys[key][0])
             report.resolved += store.resolve_keys(conn, [key], now, RESOLVED_BY[alert_type])

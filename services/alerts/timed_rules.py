@@ -4,7 +4,7 @@ state of the checkpoints and the clock (`now` is always passed in)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from services.alerts.event_rules import (
@@ -14,6 +14,7 @@ from services.alerts.event_rules import (
     PassageFact,
     Severity,
 )
+from services.core import online
 from services.core.settings import Settings
 
 
@@ -24,6 +25,9 @@ class Thresholds:
     clock_skew_s: float
     screening_window: timedelta
     escalate: dict[str, timedelta]  # per severity
+    # how long a device must stay offline before device_offline opens (Alertmanager's
+    # `for`): a restart or a blip pages nobody
+    offline_confirm: timedelta = timedelta(0)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -37,6 +41,7 @@ class Thresholds:
                 Severity.MAJOR: timedelta(seconds=s.escalate_major_s),
                 Severity.WARNING: timedelta(seconds=s.escalate_warning_s),
             },
+            offline_confirm=timedelta(seconds=s.device_offline_confirm_s),
         )
 
 
@@ -53,6 +58,8 @@ class CheckpointFact:
     # `min_staff` (see `shortage_since`); None when no staff member ever left there,
     # i.e. staffing is not reported at all
     staff_left_at: datetime | None
+    # when the device's current state was reported (its `offline` report, say)
+    state_since: datetime | None = None
 
 
 def shortage_since(presence: Iterable[tuple[bool, datetime]], min_staff: int) -> datetime | None:
@@ -97,11 +104,21 @@ def staffing_gap(cp: CheckpointFact, now: datetime, t: Thresholds) -> Finding | 
     )
 
 
-def device_offline(cp: CheckpointFact, now: datetime, t: Thresholds) -> Finding | None:
-    silent = cp.last_seen_at is not None and now - cp.last_seen_at > t.device_silence
-    if cp.device_state != "offline" and not silent:
+def device_offline(
+    cp: CheckpointFact, now: datetime, t: Thresholds, watching_since: datetime | None = None
+) -> Finding | None:
+    """Offline as the board shows it (services/core/online.py), for `offline_confirm`,
+    counted from no earlier than `watching_since` (when the rules started watching): after
+    a restart of the whole system, devices get that long to reconnect before any page."""
+    since = online.offline_since(
+        cp.device_state, cp.state_since, cp.last_seen_at, now, t.device_silence
+    )
+    if since is None:
         return None
-    why = "reported offline" if cp.device_state == "offline" else "silent"
+    confirm_from = since if watching_since is None else max(since, watching_since)
+    if now - confirm_from < t.offline_confirm:
+        return None
+    why = "reported offline" if cp.device_state == online.OFFLINE else "silent"
     seen = cp.last_seen_at.isoformat() if cp.last_seen_at else None
     return Finding(
         AlertType.DEVICE_OFFLINE,
@@ -109,7 +126,11 @@ def device_offline(cp: CheckpointFact, now: datetime, t: Thresholds) -> Finding 
         cp.site_id,
         "",
         f"Device at {cp.checkpoint_id} {why}" + (f", last heard {seen}" if seen else ""),
-        {"device_state": cp.device_state, "last_seen_at": seen},
+        {
+            "device_state": cp.device_state,
+            "last_seen_at": seen,
+            "offline_since": since.isoformat(),
+        },
     )
 
 
@@ -131,14 +152,31 @@ def clock_known_good(cp: CheckpointFact, t: Thresholds) -> bool:
     return cp.clock_skew_s is not None and abs(cp.clock_skew_s) <= t.clock_skew_s
 
 
-def conditions(checkpoints: list[CheckpointFact], now: datetime, t: Thresholds) -> list[Finding]:
-    """Every condition that holds now."""
+def conditions(
+    checkpoints: list[CheckpointFact],
+    now: datetime,
+    t: Thresholds,
+    watching_since: datetime | None = None,
+) -> list[Finding]:
+    """Every condition that holds now (device_offline once confirmed)."""
     found: list[Finding] = []
     for cp in checkpoints:
-        for finding in (staffing_gap(cp, now, t), device_offline(cp, now, t), clock_skew(cp, t)):
+        for finding in (
+            staffing_gap(cp, now, t),
+            device_offline(cp, now, t, watching_since),
+            clock_skew(cp, t),
+        ):
             if finding is not None:
                 found.append(finding)
     return found
+
+
+def holding_at_all(
+    checkpoints: list[CheckpointFact], now: datetime, t: Thresholds
+) -> list[Finding]:
+    """Every condition that holds now, confirmed or not: an open device_offline alert
+    ends when its device is back, not while an offline spell awaits confirmation."""
+    return conditions(checkpoints, now, replace(t, offline_confirm=timedelta(0)))
 
 
 def ended_conditions(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -164,29 +165,42 @@ class HeldTime:
         return out
 
 
+Period = tuple[int | None, int | None]  # in service from, until (epoch; None: unbounded)
+ALWAYS: Period = (None, None)
+
+
 def held_time(
     start: int,
     hours: int,
     until: int,
-    histories: Iterable[tuple[State, Sequence[tuple[int, Any]], Callable[[State], bool]]],
+    histories: Iterable[tuple[State, Sequence[tuple[int, Any]], Callable[[State], bool], Period]],
     apply: Callable[[State, Any], State],
 ) -> HeldTime:
-    """`HeldTime` summed over several histories: (state at `start`, events, good)."""
+    """`HeldTime` summed over several histories: (state at `start`, events, good, the
+    in-service period, outside which nothing counts)."""
     adder = SegmentAdder(start, hours)
     open_since = []
     latest = start
-    for state, events, good in histories:
-        since = held_stretches(adder, start, until, state, events, apply, good)
-        if since is not None:
-            open_since.append(since)
+    extendable = start < until
+    for state, events, good, (since_s, until_s) in histories:
+        begin = start if since_s is None else max(start, since_s)
+        if since_s is not None and since_s > until:
+            extendable = False  # it enters service later: the answer then changes
+        if until_s is not None and until_s <= until:
+            # out of service by now: its last stretch is closed, not running on
+            time_where(adder, begin, min(until_s, until), state, events, apply, good)
+        else:
+            if until_s is not None:
+                extendable = False  # it leaves service later: its stretch stops there
+            since = held_stretches(adder, begin, until, state, events, apply, good)
+            if since is not None:
+                open_since.append(since)
         if events:
             latest = max(latest, events[-1][0])
     closed = [0.0] * hours
     adder.into(closed)
     # before `start` nothing was followed: no state to run on from
-    return HeldTime(
-        start, tuple(closed), tuple(open_since), until, start < until and latest <= until
-    )
+    return HeldTime(start, tuple(closed), tuple(open_since), until, extendable and latest <= until)
 
 
 def apply_duty(on_duty: frozenset[str], change: tuple[str, str]) -> frozenset[str]:
@@ -198,12 +212,20 @@ def apply_status(_state: str, change: str) -> str:
     return change
 
 
-def add_checkpoint_time(series: HourSeries, checkpoints: int, until: int) -> None:
-    """Checkpoint-seconds per hour: every active checkpoint counts, up to `until` (now)."""
-    for k in range(series.hours):
-        hour_start = series.start + k * HOUR
-        elapsed = min(max(until - hour_start, 0), HOUR)
-        series.checkpoint_s[k] += checkpoints * elapsed
+def add_checkpoint_time(series: HourSeries, periods: Iterable[Period], until: int) -> None:
+    """Checkpoint-seconds per hour: every active checkpoint counts while in service (its
+    period), up to `until` (now)."""
+    for (since_s, until_s), count in Counter(periods).items():
+        begin = series.start if since_s is None else max(series.start, since_s)
+        end = until if until_s is None else min(until, until_s)
+        if end <= begin:
+            continue
+        adder = SegmentAdder(series.start, series.hours)
+        adder.add(begin, min(end, series.start + series.hours * HOUR))
+        seconds = [0.0] * series.hours
+        adder.into(seconds)
+        for k, value in enumerate(seconds):
+            series.checkpoint_s[k] += count * value
 
 
 # --- buckets ---------------------------------------------------------------------------

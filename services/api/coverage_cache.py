@@ -14,7 +14,8 @@ from (`event_fingerprint`, read on every request): while that is unchanged, only
 stretches still running are extended to now. A change written by any process shows up in
 the fingerprint, so several API workers stay exact.
 
-Everything is keyed by the scope: its checkpoints with their min_staff and active flag.
+Everything is keyed by the scope: its checkpoints with their min_staff, active flag and
+in-service period.
 A process restart simply recomputes. If you edit old rows by hand, restart the API.
 """
 
@@ -38,7 +39,8 @@ NOTHING: Mapping[BucketKey, bytes] = {}
 
 def scope_key(scope: Scope) -> Hashable:
     members = None if scope.members is None else tuple(scope.members)
-    return (tuple(sorted(scope.checkpoints.items())), members, scope.everyone)
+    service = tuple(sorted(scope.service.items()))
+    return (tuple(sorted(scope.checkpoints.items())), members, scope.everyone, service)
 
 
 def settled_before(now: datetime, max_event_age_h: int) -> datetime:

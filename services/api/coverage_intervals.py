@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -86,6 +86,7 @@ def staffing_held(
     until: int,
     checkpoints: dict[str, int],
     boundaries: Boundaries | None = None,
+    periods: Mapping[str, cov.Period] | None = None,
 ) -> cov.HeldTime:
     """Time with at least min_staff on duty, summed over the checkpoints, up to `until`."""
     cps = _active(checkpoints)
@@ -111,7 +112,12 @@ def staffing_held(
         cov.hours_between(start, end),
         until,
         (
-            (on_duty[cp], events.get(cp, []), functools.partial(has_staff, min_staff))
+            (
+                on_duty[cp],
+                events.get(cp, []),
+                functools.partial(has_staff, min_staff),
+                (periods or {}).get(cp, cov.ALWAYS),
+            )
             for cp, min_staff in checkpoints.items()
         ),
         cov.apply_duty,
@@ -133,6 +139,7 @@ def uptime_held(
     until: int,
     checkpoints: dict[str, int],
     boundaries: Boundaries | None = None,
+    periods: Mapping[str, cov.Period] | None = None,
 ) -> cov.HeldTime:
     """Time each device was online (per its status history), summed, up to `until`."""
     cps = _active(checkpoints)
@@ -148,7 +155,15 @@ def uptime_held(
         cov.epoch(start),
         cov.hours_between(start, end),
         until,
-        ((state.get(cp, "unknown"), events.get(cp, []), is_online) for cp in checkpoints),
+        (
+            (
+                state.get(cp, "unknown"),
+                events.get(cp, []),
+                is_online,
+                (periods or {}).get(cp, cov.ALWAYS),
+            )
+            for cp in checkpoints
+        ),
         cov.apply_status,
     )
 

@@ -6,7 +6,7 @@ reference the tests and the benchmark compare against), add the staffed and onli
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -153,6 +153,11 @@ class Scope:
     checkpoints: dict[str, int]
     members: list[str] | None
     everyone: tuple[str, ...] = ()
+    # each checkpoint's in-service period (epoch seconds); absent: always in service
+    service: dict[str, cov.Period] = field(default_factory=dict)
+
+    def period(self, checkpoint_id: str) -> cov.Period:
+        return self.service.get(checkpoint_id, cov.ALWAYS)
 
     @property
     def filter(self) -> list[str] | None:
@@ -208,13 +213,15 @@ def coverage_series(
         for name, value in counters.items():
             target[name] += value
     until = min(cov.epoch(end), cov.epoch(now))
-    cov.add_checkpoint_time(series, len(scope.checkpoints), until)
+    cov.add_checkpoint_time(series, map(scope.period, scope.checkpoints), until)
     if until > series.start and scope.checkpoints:
 
         def compute() -> Held:
             return (
-                staffing_held(conn, start, end, until, scope.checkpoints, boundaries),
-                uptime_held(conn, start, end, until, scope.checkpoints, boundaries),
+                staffing_held(
+                    conn, start, end, until, scope.checkpoints, boundaries, scope.service
+                ),
+                uptime_held(conn, start, end, until, scope.checkpoints, boundaries, scope.service),
             )
 
         staffed, online = (

@@ -95,6 +95,15 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
         )
     token = None if key else _session_token(request)
     if not key and token is None:
+        given = request.headers.get("authorization", "").strip()
+        if given and not given.lower().startswith("bearer "):
+            raise ApiProblem(
+                401,
+                "the Authorization header must read `Bearer KEY` (the word Bearer, a space, "
+                "then the key); or send `X-API-Key: KEY`",
+                "missing-api-key",
+                headers=_UNAUTHENTICATED,
+            )
         raise ApiProblem(
             401,
             "no API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY` "

@@ -123,10 +123,20 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
 
+DATE_ERRORS = ("datetime", "timezone", "date")
+DATE_HINT = (
+    " (RFC 3339 with an offset, e.g. 2020-02-01T00:00:00+08:00; in a URL write `+` as "
+    "`%2B`, or it arrives as a space)"
+)
+
+
 def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     out = []
     for err in exc.errors():
         message = str(err.get("msg", "invalid"))
+        loc = err.get("loc", ())
+        if loc and loc[0] == "query" and str(err.get("type", "")).startswith(DATE_ERRORS):
+            message += DATE_HINT
         # never echo a submitted value: it may be an ID number
         out.append(
             FieldError(
@@ -210,3 +220,32 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare every error body where the server sends it, `application/problem+json`
+    with the Problem schema (FastAPI puts it under `application/json`, and its own
+    validation-error schema on undeclared 422s), so generated clients parse errors."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content")
+                if not str(status).startswith(("4", "5")) or not content:
+                    continue
+                content.pop("application/json", None)
+                content[PROBLEM_MEDIA_TYPE] = {"schema": PROBLEM_REF}
+    return schema
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from services.api.coverage_cache import SettledHours
-from services.api.errors import install_problem_handlers
+from services.api.errors import install_problem_handlers, install_problem_openapi
 from services.api.limits import BodySizeLimitMiddleware
 from services.api.prom import ApiMetrics, DatabaseCollector, RequestContextMiddleware
 from services.api.routes import (
@@ -65,10 +67,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>checkpoint-monitor API</title>
+<link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/js/swagger-init.js"></script>
+</body>
+</html>
+"""
+
+
+def swagger_ui() -> HTMLResponse:
+    """Swagger UI from the vendored swagger-ui-dist files: works without internet."""
+    return HTMLResponse(SWAGGER_PAGE)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # served below from local files, not from a CDN
         title="checkpoint-monitor API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -88,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = get_engine(settings.database_url)
     app.state.settled_hours = SettledHours()
     app.state.registry = CollectorRegistry()
-    app.state.registry.register(DatabaseCollector(app.state.engine))
+    app.state.registry.register(
+        DatabaseCollector(app.state.engine, timedelta(seconds=settings.device_silence_s))
+    )
     metrics = ApiMetrics(app.state.registry)
     app.state.metrics = metrics
     app.state.failed_auth = FailedAuth(
@@ -106,8 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_problem_handlers(app)
+    install_problem_openapi(app)
 
     app.include_router(health.router)
+    app.add_api_route("/docs", swagger_ui, include_in_schema=False)
     api = APIRouter(prefix=API_PREFIX)
     for module in (
         coverage,

@@ -8,16 +8,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.core import online
 from services.core.db import utcnow
 from services.core.tables import state_t
 
@@ -68,12 +71,6 @@ class DatabaseCollector(Collector):
             "SELECT severity, COUNT(*) FROM alert WHERE status <> 'resolved' GROUP BY severity",
         ),
         (
-            "cpm_checkpoints_by_device_state",
-            "Checkpoints by device state (online, offline, unknown)",
-            "state",
-            "SELECT device_state, COUNT(*) FROM checkpoint_state GROUP BY device_state",
-        ),
-        (
             "cpm_outbox_messages",
             "Alert deliveries in the outbox, by state (pending means not yet delivered)",
             "state",
@@ -98,8 +95,27 @@ class DatabaseCollector(Collector):
         ),
     )
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, device_silence: timedelta) -> None:
         self.engine = engine
+        self.device_silence = device_silence
+
+    def device_states(self, conn: Connection) -> GaugeMetricFamily:
+        """As the board shows them (services/core/online.py): silence past the threshold
+        is offline here too."""
+        family = GaugeMetricFamily(
+            "cpm_checkpoints_by_device_state",
+            "Checkpoints by device state (online, offline, unknown), as the board shows "
+            "them: a device silent past CPM_DEVICE_SILENCE_S counts as offline",
+            labels=["state"],
+        )
+        now = utcnow()
+        counts = Tally(
+            online.shown_state(state, _aware(seen), now, self.device_silence)
+            for state, seen in conn.execute(select(state_t.c.device_state, state_t.c.last_seen_at))
+        )
+        for state in (online.ONLINE, online.OFFLINE, online.UNKNOWN):
+            family.add_metric([state], float(counts[state]))
+        return family
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("cpm_database_up", "1 when the API could query the database")
@@ -111,13 +127,15 @@ class DatabaseCollector(Collector):
                     for key, value in conn.execute(text(sql)):
                         family.add_metric([str(key)], float(value or 0))
                     families.append(family)
+                families.append(self.device_states(conn))
                 newest = conn.execute(select(func.max(state_t.c.last_passage_at))).scalar()
             age = GaugeMetricFamily(
                 "cpm_last_passage_age_seconds",
                 "Seconds since the newest stored passage (ingest stalled when it grows)",
             )
             if newest is not None:
-                age.add_metric([], (utcnow() - newest).total_seconds())
+                # a device clock ahead of ours stamps passages in the future: not negative
+                age.add_metric([], max(0.0, (utcnow() - _aware(newest)).total_seconds()))
             families.append(age)
             up.add_metric([], 1)
         except Exception as exc:  # a scrape must never fail because the DB is away
@@ -178,3 +196,10 @@ class RequestContextMiddleware:
             template = route_template(scope)
             self.metrics.requests.labels(template, scope.get("method", ""), str(status)).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - started)
+
+
+def _aware(value: Any) -> Any:
+    """A UTCDateTime read by raw SQL may come back naive (SQLite): it is UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -101,7 +101,13 @@ class BoardCheckpoint(BaseModel):
     name_zh: str | None
     active: bool
     min_staff: int
-    device_state: str = Field(description="online | offline | unknown")
+    device_state: str = Field(
+        description="online | offline | unknown: offline also when reported online but "
+        "silent past CPM_DEVICE_SILENCE_S (the one notion of online, as for uptime and "
+        "device_offline)"
+    )
+    reported_state: str = Field(description="The device's own last status report")
+    silent: bool = Field(description="Reported online but not heard past the threshold")
     online: bool
     state_since: datetime | None
     last_seen_at: datetime | None

@@ -84,6 +84,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    from services.core.db import utcnow
     from services.core.demo import generate_community
     from services.core.seed import load_demo, registry_is_empty
 
@@ -97,6 +98,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("cpmon seed: the registry already holds sites; nothing loaded")
         return 0
     community = generate_community(seed=args.seed, people=args.people)
-    counts = load_demo(engine, community, settings.id_hash_secret.get_secret_value())
+    secret = settings.id_hash_secret.get_secret_value()
+    counts = load_demo(engine, community, secret, commissioned_at=utcnow())
     print("loaded demo community: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0

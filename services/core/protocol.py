@@ -179,6 +179,15 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json accepts NaN and Infinity; JSON (RFC 8259) does not."""
+    raise _NotJson(f"payload is not JSON: {name} is not a JSON number")
+
+
 def decode_payload(payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
     """Bytes -> a JSON object, or a ProtocolError saying which step failed."""
     if len(payload) > max_bytes:
@@ -195,7 +204,9 @@ def decode_payload(payload: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[s
         # PostgreSQL cannot store NUL in text, and no field of ours needs one
         raise ProtocolError(DeadLetterReason.SCHEMA, "payload contains a NUL character")
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_refuse_constant)
+    except _NotJson as exc:
+        raise ProtocolError(DeadLetterReason.BAD_JSON, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(
             DeadLetterReason.BAD_JSON, f"payload is not JSON (line {exc.lineno} column {exc.colno})"

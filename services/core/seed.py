@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
@@ -49,11 +50,20 @@ def registry_is_empty(engine: Engine) -> bool:
         return not conn.execute(select(func.count()).select_from(site_t)).scalar_one()
 
 
-def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> dict[str, int]:
-    """Insert the community in one transaction. Refuses a registry that is not empty."""
+def load_demo(
+    engine: Engine,
+    community: DemoCommunity,
+    id_hash_secret: str,
+    commissioned_at: datetime | None = None,
+) -> dict[str, int]:
+    """Insert the community in one transaction. Refuses a registry that is not empty.
+    Its checkpoints go into service at `commissioned_at` (`cpmon seed --demo` and
+    `cpmon up` pass the time of loading), so coverage does not count the time before the
+    system existed as unstaffed and offline; None leaves the period unbounded."""
     if not registry_is_empty(engine):
         raise RuntimeError("the registry already holds sites; seed into an empty database")
     now = utcnow()
+    in_service_from = commissioned_at
     with engine.begin() as conn:
         conn.execute(
             insert(site_t),
@@ -73,6 +83,7 @@ def load_demo(engine: Engine, community: DemoCommunity, id_hash_secret: str) -> 
                     "min_staff": cp.min_staff,
                     "integrated_thermometer": cp.integrated_thermometer,
                     "active": True,
+                    "commissioned_at": in_service_from,
                 }
                 for cp in community.checkpoints
             ],

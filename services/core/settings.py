@@ -159,7 +159,17 @@ class Settings(BaseSettings):
     )
     min_staff_default: int = Field(default=1, ge=0)
     staffing_grace_s: int = Field(default=300)
-    device_silence_s: int = Field(default=90)
+    device_silence_s: int = Field(
+        default=90,
+        description="A device not heard for longer than this is offline: on the board, "
+        "in device uptime, in the Prometheus gauge and for the device_offline alert.",
+    )
+    device_offline_confirm_s: int = Field(
+        default=60,
+        ge=0,
+        description="device_offline opens only once a device has been offline this long "
+        "(like Alertmanager's `for`), so a restart or a blip pages nobody.",
+    )
     clock_skew_alert_s: int = Field(default=120)
     recheck_window_s: int = Field(default=600)
     escalate_critical_s: int = Field(default=120)

@@ -24,9 +24,20 @@ def register(subparsers: Any) -> None:
     up.add_argument("--host", default=None, help="API address (default CPM_API_HOST)")
     up.add_argument("--port", type=int, default=None, help="API port (default CPM_API_PORT)")
     up.add_argument("--people", type=int, default=69_000, help="demo population")
+    up.add_argument(
+        "--backfill-days",
+        type=int,
+        default=7,
+        help="with --demo --simulate on a fresh database: play this many days of simulated "
+        "history through ingest at full speed before going live (0: none)",
+    )
     up.add_argument("--state-dir", type=Path, default=Path("var"), help="local broker state")
     up.add_argument(
-        "--no-mosquitto", action="store_true", help="use the embedded broker even if mosquitto is"
+        "--no-mosquitto",
+        action="store_true",
+        help="when no broker answers at CPM_MQTT_URL, start the embedded (amqtt) broker even "
+        "if mosquitto is installed (a broker already answering there, e.g. on 1883, is "
+        "always reused)",
     )
     up.set_defaults(func=cmd_up)
 
@@ -102,6 +113,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         people=args.people,
         state_dir=args.state_dir,
         use_mosquitto=not args.no_mosquitto,
+        backfill_days=max(0, args.backfill_days),
     )
     try:
         return run_up(settings, options)

@@ -22,16 +22,19 @@ from services.alerts.event_rules import (
 )
 from services.alerts.notifiers import parse_retry_after
 from services.alerts.outbox import RouteFilter, route_matches
+from services.alerts.silence import DeviceHistory, silence_rows
 from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
     conditions,
     ended_conditions,
+    holding_at_all,
     screening_due,
     shortage_since,
     unscreened,
 )
 from services.alerts.watermark import next_watermark
+from services.core import online
 from services.core.models.alerts import AlertEvent
 from services.core.settings import Settings
 
@@ -176,17 +179,84 @@ def test_staffing_gap_only_after_the_grace_period() -> None:
     )
 
 
-def test_device_offline_when_reported_or_silent() -> None:
-    silent_since = T0 - THRESHOLDS.device_silence - timedelta(seconds=1)
+def test_device_offline_when_reported_or_silent_for_the_confirmation_time() -> None:
+    confirm = THRESHOLDS.offline_confirm
+    assert confirm == timedelta(seconds=60)  # the default, like Alertmanager's `for: 1m`
+    silent_since = T0 - THRESHOLDS.device_silence - confirm - timedelta(seconds=1)
     assert conditions([checkpoint()], T0, THRESHOLDS) == []
-    assert [f.type for f in conditions([checkpoint(device_state="offline")], T0, THRESHOLDS)] == [
-        AlertType.DEVICE_OFFLINE
-    ]
-    assert [
-        f.type for f in conditions([checkpoint(last_seen_at=silent_since)], T0, THRESHOLDS)
-    ] == [AlertType.DEVICE_OFFLINE]
+    reported = checkpoint(device_state="offline", state_since=T0 - confirm, last_seen_at=T0)
+    (found,) = conditions([reported], T0, THRESHOLDS)
+    assert found.type == AlertType.DEVICE_OFFLINE
+    assert found.details["last_seen_at"] == T0.isoformat()  # a will's alert says it too
+    (silent,) = conditions([checkpoint(last_seen_at=silent_since)], T0, THRESHOLDS)
+    assert silent.type == AlertType.DEVICE_OFFLINE
+    assert silent.details["offline_since"] == (silent_since + THRESHOLDS.device_silence).isoformat()
     # never seen at all (not installed yet): nothing to say
     assert conditions([checkpoint(device_state="unknown", last_seen_at=None)], T0, THRESHOLDS) == []
+
+
+def test_an_offline_spell_shorter_than_the_confirmation_pages_nobody() -> None:
+    confirm = THRESHOLDS.offline_confirm
+    blip = checkpoint(device_state="offline", state_since=T0 - confirm + timedelta(seconds=1))
+    assert conditions([blip], T0, THRESHOLDS) == []
+    just_silent = checkpoint(last_seen_at=T0 - THRESHOLDS.device_silence - timedelta(seconds=1))
+    assert conditions([just_silent], T0, THRESHOLDS) == []
+    # yet it holds: an alert already open for it stays open until the device is back
+    assert [f.type for f in holding_at_all([blip, just_silent], T0, THRESHOLDS)] == [
+        AlertType.DEVICE_OFFLINE,
+        AlertType.DEVICE_OFFLINE,
+    ]
+    opened = {
+        f.dedup_key: (f.type.value, f.checkpoint_id)
+        for f in conditions([replace(blip, state_since=T0 - confirm)], T0, THRESHOLDS)
+    }
+    still = holding_at_all([blip], T0, THRESHOLDS)
+    assert ended_conditions(opened, still, [blip], THRESHOLDS) == []
+    assert ended_conditions(opened, [], [checkpoint()], THRESHOLDS) == list(opened)
+
+
+def test_after_a_restart_devices_get_the_confirmation_time_to_reconnect() -> None:
+    # the whole system was down for an hour: every device was last heard then
+    away = checkpoint(last_seen_at=T0 - timedelta(hours=1))
+    started = T0 - timedelta(seconds=5)
+    assert conditions([away], T0, THRESHOLDS, watching_since=started) == []
+    later = started + THRESHOLDS.offline_confirm
+    assert [f.type for f in conditions([away], later, THRESHOLDS, watching_since=started)] == [
+        AlertType.DEVICE_OFFLINE
+    ]
+
+
+def test_online_is_one_notion_for_board_gauge_and_alert() -> None:
+    silence = THRESHOLDS.device_silence
+    heard = T0 - silence  # exactly at the threshold: still online
+    assert online.is_online("online", heard, T0, silence)
+    assert online.shown_state("online", heard, T0, silence) == "online"
+    past = heard - timedelta(seconds=1)
+    assert not online.is_online("online", past, T0, silence)
+    assert online.shown_state("online", past, T0, silence) == "offline"
+    assert online.offline_since("online", None, past, T0, silence) == past + silence
+    assert online.shown_state("offline", T0, T0, silence) == "offline"
+    assert online.shown_state("unknown", None, T0, silence) == "unknown"
+    assert online.shown_state("unknown", T0, T0, silence) == "unknown"
+    assert online.shown_state("unknown", past, T0, silence) == "offline"  # as the alert
+
+
+def test_silence_rows_record_silence_and_return_in_the_status_history() -> None:
+    silence = THRESHOLDS.device_silence
+    quiet = T0 - silence - timedelta(seconds=30)
+    devices = [
+        DeviceHistory("cp-001", "online", quiet, "online", quiet - timedelta(hours=1)),
+        DeviceHistory("cp-002", "online", quiet, online.SILENT, quiet + silence),  # recorded
+        DeviceHistory("cp-003", "online", T0, online.SILENT, quiet + silence),  # heard again
+        DeviceHistory("cp-004", "offline", quiet, "offline", quiet),  # its report says it
+        DeviceHistory("cp-005", "online", T0, "online", T0),
+        DeviceHistory("cp-006", "unknown", None, None, None),
+    ]
+    assert silence_rows(devices, T0, silence) == [
+        {"checkpoint_id": "cp-001", "ts": quiet + silence, "device_ts": quiet + silence,
+         "state": online.SILENT},
+        {"checkpoint_id": "cp-003", "ts": T0, "device_ts": T0, "state": online.ONLINE},
+    ]  # fmt: skip
 
 
 def test_clock_skew_both_ways_and_its_end_needs_a_measurement() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from services.alerts import lifecycle, store, timed_processor
 from services.alerts.service import AlertService
@@ -180,21 +180,69 @@ def test_staffing_gap_after_grace_once_and_resolved_when_staff_return(
 def test_device_offline_by_status_row_or_silence_and_back_online(
     service: AlertService, seeded_engine: Engine, clock: Clock
 ) -> None:
-    set_state(seeded_engine, "cp-004", device_state="offline", last_seen_at=T0)
+    service.run_timers()  # the rules are watching from T0
+    set_state(seeded_engine, "cp-004", device_state="offline", state_since=T0, last_seen_at=T0)
     with Session(seeded_engine) as session:
         session.add(DeviceStatusEvent(checkpoint_id="cp-004", ts=T0, device_ts=T0, state="offline"))
         session.commit()
     set_state(seeded_engine, "cp-005", device_state="online", last_seen_at=T0)
     service.process()
+    service.run_timers()
+    assert alerts(seeded_engine, "device_offline") == []  # not yet confirmed
+    clock.advance(60)  # the confirmation time: the reported offline is now an alert
+    service.run_timers()
+    (will,) = alerts(seeded_engine, "device_offline")
+    assert will.checkpoint_id == "cp-004" and will.details["last_seen_at"] == T0.isoformat()
+    clock.advance(31)  # cp-005 silent past 90 s: offline, confirmed 60 s later
+    service.run_timers()
     assert [a.checkpoint_id for a in alerts(seeded_engine, "device_offline")] == ["cp-004"]
-    clock.advance(91)
+    clock.advance(60)
     service.run_timers()
     offline = alerts(seeded_engine, "device_offline")
     assert [(a.checkpoint_id, a.occurrences) for a in offline] == [("cp-004", 1), ("cp-005", 1)]
+    # the silence is in the status history (device uptime counts it as offline)
+    with Session(seeded_engine) as session:
+        rows = session.exec(
+            select(DeviceStatusEvent).where(DeviceStatusEvent.checkpoint_id == "cp-005")
+        ).all()
+        assert [(r.state, r.ts) for r in rows] == [("silent", T0 + timedelta(seconds=90))]
     set_state(seeded_engine, "cp-004", device_state="online", last_seen_at=clock.now)
     set_state(seeded_engine, "cp-005", last_seen_at=clock.now)
     service.run_timers()
     assert {a.outcome for a in alerts(seeded_engine, "device_offline")} == {"device_online"}
+    with Session(seeded_engine) as session:
+        back = session.exec(
+            select(DeviceStatusEvent)
+            .where(DeviceStatusEvent.checkpoint_id == "cp-005")
+            .order_by(col(DeviceStatusEvent.ts))
+        ).all()
+        assert [(r.state, r.ts) for r in back][-1] == ("online", clock.now)
+
+
+def test_a_restart_pages_nobody_for_devices_that_reconnect_within_the_confirmation(
+    seeded_engine: Engine, make_settings: Callable[..., Any], clock: Clock
+) -> None:
+    # the whole system was down for an hour: every device was last heard then, and its
+    # goodbye (`offline`) is replayed to ingest on restart, just before its `online`
+    for cp in ("cp-001", "cp-002", "cp-003"):
+        set_state(
+            seeded_engine,
+            cp,
+            device_state="offline",
+            state_since=T0 - timedelta(hours=1),
+            last_seen_at=T0 - timedelta(hours=1),
+        )
+    service = AlertService(make_settings(), seeded_engine, clock=clock)
+    service.process()
+    service.run_timers()
+    clock.advance(30)  # the devices reconnect
+    for cp in ("cp-001", "cp-002", "cp-003"):
+        set_state(seeded_engine, cp, device_state="online", state_since=clock.now)
+        set_state(seeded_engine, cp, last_seen_at=clock.now)
+    service.run_timers()
+    clock.advance(120)
+    service.run_timers()
+    assert alerts(seeded_engine, "device_offline") == []
 
 
 def test_clock_skew_from_state_or_adjusted_rows_resolves_when_measured_good(

@@ -251,7 +251,11 @@ def play_on_the_simulated_clock(
 @pytest.fixture
 def clocked_settings(make_settings: Any) -> Settings:
     # small ingest batches: each tick waits for the last message to be committed
-    settings: Settings = make_settings(ingest_session_expiry_s=60, ingest_batch_ms=2)
+    # and no offline confirmation: the predictions below are of when a condition is first
+    # seen (the confirmation is tested in test_alert_rules.py and test_alert_service.py)
+    settings: Settings = make_settings(
+        ingest_session_expiry_s=60, ingest_batch_ms=2, device_offline_confirm_s=0
+    )
     return settings
 
 

@@ -87,6 +87,24 @@ def test_alert_lifecycle_with_roles_and_duty_scope(
     assert "alert.acknowledge" in actions and "alert.resolve" in actions
 
 
+def test_acknowledge_and_resolve_need_no_body(
+    client: TestClient, api_keys: dict[str, str], seeded_engine: Engine
+) -> None:
+    officer = bearer(api_keys["officer"])
+    alert_id = open_alert(seeded_engine, "cp-003")
+    acked = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=officer)
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["status"] == "acknowledged"
+    resolved = client.post(f"/api/v1/alerts/{alert_id}/resolve", headers=officer)
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "resolved" and resolved.json()["outcome"] == "resolved"
+    # a body that is there must still be right
+    other = open_alert(seeded_engine, "cp-004")
+    assert_problem(
+        client.post(f"/api/v1/alerts/{other}/resolve", json={"outcome": ""}, headers=officer), 422
+    )
+
+
 def test_silences_and_webhook_routes(
     client: TestClient,
     api_keys: dict[str, str],

@@ -17,7 +17,7 @@ from services.api import coverage as cov
 from services.api.coverage_queries import recount_table, rollup_table
 from services.api.routes import coverage as coverage_route
 from services.core.demo import DemoCommunity
-from services.core.models import DeviceStatusEvent, DutyEvent, Passage
+from services.core.models import Checkpoint, DeviceStatusEvent, DutyEvent, Passage
 from services.ingest.service import IngestService
 from tests.support import Publisher, wait_until
 from tests.support.api import bearer
@@ -281,6 +281,73 @@ def test_staffing_and_uptime_come_from_intervals_including_state_before_the_wind
     ).json()
     assert [b["label"] for b in day["buckets"]] == ["2020-02-01"]
     assert day["buckets"][0]["staffed_minutes"] == 60.0
+
+
+def test_held_time_counts_only_the_in_service_period() -> None:
+    start = cov.epoch(T0)
+    always_on = ("online", [], lambda s: s == "online")
+    held = cov.held_time(
+        start,
+        2,
+        start + 7200,
+        [(*always_on, (start + 1800, None)), (*always_on, (None, start + 4000))],
+        cov.apply_status,
+    )
+    # the first from 00:30 on, the second until 01:06:40, closed there
+    assert held.seconds(start + 7200) == [1800.0 + 3600.0, 3600.0 + 400.0]
+    assert held.open_since == (start + 1800,)
+    ahead = cov.held_time(
+        start, 2, start + 3600, [(*always_on, (None, start + 5400))], cov.apply_status
+    )
+    assert not ahead.extendable  # it leaves service later: cannot simply run on
+    series = cov.HourSeries(start=start, hours=3)
+    cov.add_checkpoint_time(
+        series, [(start + 1800, None), (None, start + 4000), cov.ALWAYS], start + 9000
+    )
+    assert series.checkpoint_s == [1800.0 + 3600 + 3600, 3600.0 + 400 + 3600, 1800.0 + 1800]
+
+
+def test_minutes_before_commissioning_and_after_decommissioning_do_not_count(
+    seeded_engine: Engine, client: TestClient, api_keys: dict[str, str]
+) -> None:
+    h = timedelta(hours=1)
+    with seeded_engine.begin() as conn:
+        table = Checkpoint.__table__  # type: ignore[attr-defined]
+        conn.execute(
+            table.update().where(table.c.id == "cp-001").values(commissioned_at=T0 + 2 * h)
+        )
+        conn.execute(table.update().where(table.c.id == "cp-002").values(decommissioned_at=T0 + h))
+    _insert(
+        seeded_engine,
+        DutyEvent,
+        [duty("cp-001", "a", "on", T0, 1), duty("cp-001", "b", "on", T0, 2)],
+    )
+    _insert(
+        seeded_engine,
+        DeviceStatusEvent,
+        [status("cp-001", "online", T0), status("cp-002", "online", T0 - h)],
+    )
+
+    def report(checkpoint_id: str) -> dict[str, Any]:
+        return client.get(
+            "/api/v1/metrics/coverage",
+            headers=bearer(api_keys["viewer"]),
+            params={
+                "from": T0.isoformat(),
+                "to": (T0 + 3 * h).isoformat(),
+                "checkpoint_id": checkpoint_id,
+            },
+        ).json()
+
+    fresh = report("cp-001")  # in service from 02:00 only, staffed and online all along
+    assert [b["checkpoint_minutes"] for b in fresh["buckets"]] == [0.0, 0.0, 60.0]
+    assert fresh["buckets"][0]["staffing_coverage"] is None  # not 0 %: not in service
+    assert fresh["total"]["staffing_coverage"] == 1.0
+    assert fresh["total"]["device_uptime"] == 1.0
+    gone = report("cp-002")  # out of service from 01:00
+    assert [b["online_minutes"] for b in gone["buckets"]] == [60.0, 0.0, 0.0]
+    assert gone["total"]["device_uptime"] == 1.0
+    assert gone["total"]["checkpoint_minutes"] == 60.0
 
 
 def test_settled_hours_are_served_from_memory_with_the_same_figures(

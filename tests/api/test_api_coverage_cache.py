@@ -33,7 +33,11 @@ def test_held_time_runs_open_stretches_on_to_a_later_instant() -> None:
     start = cov.epoch(NOW.replace(minute=0))
     events = [(start + 600, "offline"), (start + 1200, "online")]
     held = cov.held_time(
-        start, 2, start + 1800, [("online", events, lambda s: s == "online")], cov.apply_status
+        start,
+        2,
+        start + 1800,
+        [("online", events, lambda s: s == "online", cov.ALWAYS)],
+        cov.apply_status,
     )
     assert held.extendable and held.open_since == (start + 1200,)
     assert held.seconds(start + 1800) == [1200.0, 0.0]
@@ -46,7 +50,11 @@ def test_held_time_with_an_event_after_its_instant_cannot_be_extended() -> None:
     start = cov.epoch(NOW.replace(minute=0))
     events = [(start + 2400, "offline")]  # a device clock ahead of ours
     held = cov.held_time(
-        start, 1, start + 1800, [("online", events, lambda s: s == "online")], cov.apply_status
+        start,
+        1,
+        start + 1800,
+        [("online", events, lambda s: s == "online", cov.ALWAYS)],
+        cov.apply_status,
     )
     assert not held.extendable
     assert held.seconds(start + 1800) == [1800.0]
@@ -57,7 +65,7 @@ def test_held_time_with_an_event_after_its_instant_cannot_be_extended() -> None:
 def test_held_time_of_a_window_not_yet_begun_cannot_be_extended() -> None:
     start = cov.epoch(NOW.replace(minute=0))
     held = cov.held_time(
-        start, 1, start, [("online", [], lambda s: s == "online")], cov.apply_status
+        start, 1, start, [("online", [], lambda s: s == "online", cov.ALWAYS)], cov.apply_status
     )
     assert not held.extendable and held.seconds(start) == [0.0]
 

@@ -130,6 +130,48 @@ def test_passes_vehicles_quarantine_staff_and_checkpoints(
     )
 
 
+def test_checkpoint_service_period_is_set_by_api_and_csv(
+    client: TestClient, api_keys: dict[str, str]
+) -> None:
+    admin = bearer(api_keys["admin"])
+    since = "2026-11-01T00:00:00+08:00"
+    made = client.post(
+        "/api/v1/checkpoints",
+        json={"id": "cp-201", "site_id": "res-01", "name": "Side gate", "commissioned_at": since},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["commissioned_at"] == "2026-10-31T16:00:00Z"
+    assert made.json()["decommissioned_at"] is None
+    before = {"decommissioned_at": "2026-10-01T00:00:00Z"}
+    assert_problem(client.patch("/api/v1/checkpoints/cp-201", json=before, headers=admin), 422)
+    closed = client.patch(
+        "/api/v1/checkpoints/cp-201",
+        json={"decommissioned_at": "2026-11-20T00:00:00Z"},
+        headers=admin,
+    )
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["decommissioned_at"] == "2026-11-20T00:00:00Z"
+    csv = (
+        "id,site_id,name,commissioned_at,decommissioned_at\n"
+        "cp-202,res-01,Gate A,2026-11-01T00:00:00Z,\n"
+        "cp-203,res-01,Gate B,,2026-11-02T00:00:00Z\n"
+    )
+    imported = client.post(
+        "/api/v1/registry/import/checkpoints",
+        content=csv,
+        headers={**admin, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    listed = {  # an empty PATCH answers with the stored checkpoint
+        cp: client.patch(f"/api/v1/checkpoints/{cp}", json={}, headers=admin).json()
+        for cp in ("cp-202", "cp-203")
+    }
+    assert listed["cp-202"]["commissioned_at"] == "2026-11-01T00:00:00Z"
+    assert listed["cp-203"]["commissioned_at"] is None
+    assert listed["cp-203"]["decommissioned_at"] == "2026-11-02T00:00:00Z"
+
+
 def test_csv_import_reports_bad_rows_precisely(
     client: TestClient,
     api_keys: dict[str, str],

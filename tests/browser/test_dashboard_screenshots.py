@@ -19,11 +19,13 @@ from sqlmodel import Session
 
 from devices.simulator import Simulation, scenario_params
 from services.api.auth import Role
+from services.core.db import utcnow
 from services.core.demo import generate_community
 from services.core.models import Passage
 from services.core.models.alerts import Alert
 from services.core.seed import load_demo
 from services.core.settings import Settings
+from services.deploy.up import date_replayed_statuses
 from tests.support import private_broker
 from tests.support.browser import (
     SCREENSHOT_DIR,
@@ -79,7 +81,8 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
 ) -> None:
     require_chromium()
     community = generate_community(seed=2020, people=3000, vehicles=300, quarantined=30)
-    load_demo(engine, community, TEST_SECRET)
+    # in service since the simulated day began, as `cpmon up --demo` does
+    load_demo(engine, community, TEST_SECRET, commissioned_at=utcnow() - SIMULATED)
     settings = make_settings(mqtt_url=own_broker)
     params = scenario_params(
         "fever-cluster", seed=3, speed=0, duration_s=SIMULATED.total_seconds(), final_status=False
@@ -90,6 +93,7 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
     try:
         with pipeline(settings, engine) as pipe:
             tag = uuid.uuid4().hex[:6]
+            played_from = utcnow()
             manifest = Simulation(
                 params,
                 community,
@@ -100,6 +104,8 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
             for checkpoint_id in OFFLINE:
                 pipe.device.status(checkpoint_id, "offline")
             assert pipe.ingest.wait_idle(timeout=120)
+            with engine.begin() as conn:  # as `cpmon up --demo` dates a replayed history
+                date_replayed_statuses(conn, played_from)
             assert count(engine, Passage) == sum(manifest["totals"]["passages"].values())
             poll(lambda: count(engine, Alert) > 0, timeout=30)
 

@@ -11,7 +11,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,10 @@ def test_ingest_notices_a_lost_session(
 
     from services.api.prom import DatabaseCollector
 
-    families = {family.name: family for family in DatabaseCollector(seeded_engine).collect()}
+    families = {
+        family.name: family
+        for family in DatabaseCollector(seeded_engine, timedelta(seconds=90)).collect()
+    }
     samples = families["cpm_broker_sessions_lost"].samples
     assert [(s.labels["client_id"], s.value) for s in samples] == [("cpm-ingest-1", 1.0)]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from services.deploy.mosquitto import (
     dynsec_plugin_path,
     project_config_text,
 )
-from services.deploy.up import UpOptions, api_address, service_specs
+from services.deploy.up import UpOptions, api_address, backfill_start, service_specs
 from tests.support.env import TEST_SECRET, free_port
 
 
@@ -104,3 +106,21 @@ def test_children_and_address() -> None:
     assert simulator[simulator.index("--people") + 1] == "500"
     assert specs[3].tier > specs[0].tier  # the simulator stops first
     assert api_address(settings("mqtt://127.0.0.1:1"), options) == "http://127.0.0.1:9000"
+
+
+def test_a_fresh_demo_backfills_history_before_the_alerts_and_the_live_simulator() -> None:
+    options = UpOptions(demo=True, simulate=True, people=500, backfill_days=3)
+    now = datetime(2026, 12, 2, 8, 0, 30, 500, tzinfo=UTC)
+    start = backfill_start(options, fresh=True, now=now)
+    assert start == datetime(2026, 11, 29, 8, 0, 30, tzinfo=UTC)
+    assert backfill_start(options, fresh=False, now=now) is None  # a restart: no replay
+    assert backfill_start(replace(options, backfill_days=0), fresh=True, now=now) is None
+    specs = {spec.name: spec for spec in service_specs(options, {}, ["cpmon"], start)}
+    history = list(specs["backfill"].argv)
+    assert history[history.index("--start") + 1] == "2026-11-29T08:00:30+00:00"
+    assert history[history.index("--duration") + 1] == "3d"
+    assert history[history.index("--speed") + 1] == "max"
+    # ingest and the API first, then the history, then the alerts and live devices
+    assert specs["ingest"].tier == specs["api"].tier < specs["backfill"].tier
+    assert specs["backfill"].tier < specs["alerts"].tier < specs["simulator"].tier
+    assert "--start" not in specs["simulator"].argv  # live: its clock is the wall clock

@@ -76,6 +76,9 @@ BAD_INPUTS = [
     ("reading", b"[1, 2]", "schema"),
     ("reading", b'{"msg_id": "a\\u0000", "ts": "2026-01-01T00:00:00Z"}', "schema"),
     ("selfie", b'{"msg_id": "x"}', "unknown_kind"),
+    # Python's json reads these, JSON does not (RFC 8259)
+    ("reading", b'{"msg_id": "n", "ts": "2026-01-01T00:00:00Z", "temp_c": NaN}', "bad_json"),
+    ("reading", b'{"msg_id": "i", "ts": "2026-01-01T00:00:00Z", "temp_c": -Infinity}', "bad_json"),
 ]
 
 

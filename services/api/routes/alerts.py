@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import ColumnElement, Engine, func, select
@@ -36,7 +36,7 @@ from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
 from services.api.privacy import check_scope, scope_conditions, sees_full_ids, shown
-from services.api.routes.common import IntId, commit_audited, get_or_404
+from services.api.routes.common import IntId, commit_audited, get_or_404, known_filters
 from services.api.schemas import Page
 from services.core.db import utcnow
 from services.core.models import Checkpoint, Site
@@ -73,7 +73,11 @@ class Acknowledgement(BaseModel):
 
 class Resolution(BaseModel):
     outcome: str = Field(
-        min_length=1, max_length=64, examples=["sent_to_fever_clinic", "false_alarm"]
+        default="resolved",
+        min_length=1,
+        max_length=64,
+        examples=["sent_to_fever_clinic", "false_alarm"],
+        description="What was done (default `resolved`)",
     )
     note: str | None = Field(default=None, max_length=1000)
 
@@ -214,6 +218,7 @@ def list_alerts(
 ) -> Page[AlertPublic]:
     """Newest first (by opening time); `from`/`to` filter the opening time."""
     check_window(from_, to)
+    known_filters(session, site_id, checkpoint_id)
     t = alert_t.c
     conditions: list[ColumnElement[bool]] = []
     if status == "active":
@@ -265,9 +270,14 @@ def get_alert(
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic, responses=ERRORS)
 def acknowledge_alert(
-    alert_id: IntId, body: Acknowledgement, session: SessionDep, actor: AlertActorKey
+    alert_id: IntId,
+    session: SessionDep,
+    actor: AlertActorKey,
+    body: Annotated[Acknowledgement | None, Body()] = None,
 ) -> Alert:
-    """Duty keys may acknowledge alerts at their own checkpoints only."""
+    """Duty keys may acknowledge alerts at their own checkpoints only. The body (a note)
+    is optional."""
+    body = body or Acknowledgement()
     alert: Alert = get_or_404(session, Alert, alert_id, "alert")
     if not actor.may_act_on(alert.checkpoint_id):
         raise ApiProblem(
@@ -284,8 +294,13 @@ def acknowledge_alert(
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic, responses=ERRORS)
 def resolve_alert(
-    alert_id: IntId, body: Resolution, session: SessionDep, actor: AlertManagerKey
+    alert_id: IntId,
+    session: SessionDep,
+    actor: AlertManagerKey,
+    body: Annotated[Resolution | None, Body()] = None,
 ) -> Alert:
+    """The body is optional: without one the outcome is `resolved`."""
+    body = body or Resolution()
     get_or_404(session, Alert, alert_id, "alert")
     try:
         updated = lifecycle.resolve(session, alert_id, actor_name(actor), body.outcome, body.note)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -15,8 +15,10 @@ from services.api.coverage import ratio
 from services.api.deps import CurrentKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
 from services.api.privacy import sees_full_ids, shown
+from services.api.routes.common import known_filters
 from services.api.routes.passages import screening_temp
 from services.api.schemas import Board, BoardCheckpoint, TodayCoverage
+from services.core import online
 from services.core.db import utcnow
 from services.core.models.events import PassagePublic
 from services.core.tables import (
@@ -50,7 +52,10 @@ def board_rows(
     timezone: str,
     checkpoint_ids: list[str] | None = None,
     site_id: str | None = None,
+    *,
+    silence: timedelta,
 ) -> list[BoardCheckpoint]:
+    """`silence`: CPM_DEVICE_SILENCE_S, past which a device shows offline (online.py)."""
     query = select(checkpoint_t, state_t).outerjoin(
         state_t, state_t.c.checkpoint_id == checkpoint_t.c.id
     )
@@ -101,7 +106,9 @@ def board_rows(
         cp = row["id"]
         counts = today.get(cp)
         staff = on_duty.get(cp, [])
-        device_state = row["device_state"] or "unknown"
+        reported = row["device_state"] or "unknown"
+        last_seen = row["last_seen_at"]
+        device_state = online.shown_state(reported, last_seen, now, silence)
         out.append(
             BoardCheckpoint(
                 id=cp,
@@ -111,6 +118,8 @@ def board_rows(
                 active=row["active"],
                 min_staff=row["min_staff"],
                 device_state=device_state,
+                reported_state=reported,
+                silent=reported == "online" and online.is_silent(last_seen, now, silence),
                 online=device_state == "online",
                 state_since=row["state_since"],
                 last_seen_at=row["last_seen_at"],
@@ -147,8 +156,15 @@ def list_checkpoints(
     _actor: CurrentKey,
     site_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Board:
+    known_filters(session, site_id, None)
     now = utcnow()
-    rows = board_rows(session.connection(), now, settings.timezone, site_id=site_id)
+    rows = board_rows(
+        session.connection(),
+        now,
+        settings.timezone,
+        site_id=site_id,
+        silence=timedelta(seconds=settings.device_silence_s),
+    )
     return Board(
         generated_at=now,
         today_from=local_midnight(now, settings.timezone),
@@ -177,7 +193,13 @@ def get_checkpoint(
     """The state is for everybody; the recent passages (personal data) only for keys
     that may read this checkpoint's rows (a duty key: its own checkpoints)."""
     now = utcnow()
-    rows = board_rows(session.connection(), now, settings.timezone, [checkpoint_id])
+    rows = board_rows(
+        session.connection(),
+        now,
+        settings.timezone,
+        [checkpoint_id],
+        silence=timedelta(seconds=settings.device_silence_s),
+    )
     if not rows:
         raise ApiProblem(404, "no checkpoint with this id")
     if not actor.may_act_on(checkpoint_id):

@@ -41,20 +41,31 @@ def resolve_scope(session: Session, site_id: str | None, checkpoint_id: str | No
     if checkpoint_id is not None:
         checkpoint = session.get(Checkpoint, checkpoint_id)
         if checkpoint is None:
-            raise ApiProblem(404, "no checkpoint with this id")
+            raise invalid_field("query.checkpoint_id", "names no existing checkpoint")
         if site_id is not None and checkpoint.site_id != site_id:
             raise invalid_field("query.site_id", "the checkpoint is not in this site")
         rows = [checkpoint]
     elif site_id is not None:
         if session.get(Site, site_id) is None:
-            raise ApiProblem(404, "no site with this id")
+            raise invalid_field("query.site_id", "names no existing site")
         rows = list(session.exec(select(Checkpoint).where(Checkpoint.site_id == site_id)))
     else:
         rows = list(session.exec(select(Checkpoint)))
     active = {cp.id: cp.min_staff for cp in rows if cp.active}
+    service = {cp.id: service_period(cp) for cp in rows if cp.active}
+    service = {cp: period for cp, period in service.items() if period != cov.ALWAYS}
     if site_id is None and checkpoint_id is None:
-        return Scope(checkpoints=active, members=None, everyone=tuple(sorted(cp.id for cp in rows)))
-    return Scope(checkpoints=active, members=sorted(cp.id for cp in rows))
+        everyone = tuple(sorted(cp.id for cp in rows))
+        return Scope(checkpoints=active, members=None, everyone=everyone, service=service)
+    return Scope(checkpoints=active, members=sorted(cp.id for cp in rows), service=service)
+
+
+def service_period(checkpoint: Checkpoint) -> cov.Period:
+    """The checkpoint's in-service period as epoch seconds (None: unbounded)."""
+    return (
+        None if checkpoint.commissioned_at is None else cov.epoch(checkpoint.commissioned_at),
+        None if checkpoint.decommissioned_at is None else cov.epoch(checkpoint.decommissioned_at),
+    )
 
 
 BUCKET = TypeAdapter(CoverageBucket)
@@ -101,7 +112,7 @@ def report_json(head: dict[str, Any], total: dict[str, Any], buckets: list[bytes
     response_model=CoverageReport,
     response_model_by_alias=True,
     summary="Coverage figures per hour or local day, and for the whole window",
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 422),
 )
 def get_coverage(
     request: Request,

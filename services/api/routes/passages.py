@@ -21,6 +21,7 @@ from services.api.params import (
     check_window,
 )
 from services.api.privacy import audit_bulk_read, scope_conditions, sees_full_ids, shown
+from services.api.routes.common import known_filters
 from services.api.schemas import Page
 from services.core.enums import Registration
 from services.core.models.events import PassagePublic, ReadingPublic
@@ -29,6 +30,7 @@ from services.core.tables import checkpoint_t, passage_t, reading_t
 router = APIRouter(tags=["data"])
 # no control characters: a NUL is refused by PostgreSQL, and so a 422 here
 Slug = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+UNREGISTERED = "unregistered"
 
 
 def common_filters(
@@ -59,22 +61,32 @@ def common_filters(
 
 
 def passage_filters(
+    session: SessionDep,
     from_: FromParam = None,
     to: ToParam = None,
     site_id: Slug = None,
     checkpoint_id: Slug = None,
     direction: Literal["in", "out"] | None = None,
     kind: Literal["person", "vehicle"] | None = None,
-    registration: Registration | None = None,
+    registration: Annotated[
+        Registration | Literal["unregistered"] | None,
+        Query(
+            description="One class, or `unregistered`: every class but `registered` (what "
+            "the coverage metric's `unregistered` counts)"
+        ),
+    ] = None,
     screened: bool | None = None,
     quarantined: bool | None = None,
 ) -> list[ColumnElement[bool]]:
+    known_filters(session, site_id, checkpoint_id)
     conditions = common_filters(passage_t, site_id, checkpoint_id, from_, to, direction)
     t = passage_t.c
     if kind is not None:
         conditions.append(t.kind == kind)
-    if registration is not None:
-        conditions.append(t.registration == registration.value)
+    if registration == UNREGISTERED:
+        conditions.append(t.registration != Registration.REGISTERED.value)
+    elif registration is not None:
+        conditions.append(t.registration == Registration(registration).value)
     if screened is not None:
         conditions.append(t.screened.is_(screened))
     if quarantined is not None:
@@ -83,6 +95,7 @@ def passage_filters(
 
 
 def reading_filters(
+    session: SessionDep,
     from_: FromParam = None,
     to: ToParam = None,
     site_id: Slug = None,
@@ -91,6 +104,7 @@ def reading_filters(
     fever: bool | None = None,
     implausible: bool | None = None,
 ) -> list[ColumnElement[bool]]:
+    known_filters(session, site_id, checkpoint_id)
     conditions = common_filters(reading_t, site_id, checkpoint_id, from_, to, direction)
     if fever is not None:
         conditions.append(reading_t.c.fever.is_(fever))

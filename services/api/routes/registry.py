@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import Session, col, select
 
 from services.api.deps import AdminKey, CurrentKey, RegistryReaderKey, SessionDep
@@ -64,17 +65,25 @@ def create_site(body: SiteCreate, session: SessionDep, actor: AdminKey) -> Site:
 
 
 # --- checkpoints -----------------------------------------------------------------------
+def check_service_period(since: datetime | None, until: datetime | None, where: str) -> None:
+    if since is not None and until is not None and until <= since:
+        raise invalid_field(where, "must be later than commissioned_at")
+
+
 class CheckpointUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     name_zh: str | None = Field(default=None, max_length=200)
     min_staff: int | None = Field(default=None, ge=0, le=20)
     integrated_thermometer: bool | None = None
     active: bool | None = None
+    commissioned_at: AwareDatetime | None = None
+    decommissioned_at: AwareDatetime | None = None
 
 
 @router.post("/checkpoints", response_model=CheckpointPublic, status_code=201, responses=ERRORS)
 def create_checkpoint(body: CheckpointCreate, session: SessionDep, actor: AdminKey) -> Checkpoint:
     refuse_duplicate(session, Checkpoint, body.id, "checkpoint")
+    check_service_period(body.commissioned_at, body.decommissioned_at, "body.decommissioned_at")
     must_exist(session, Site, body.site_id, "body.site_id")
     row = Checkpoint.model_validate(body)
     session.add(row)
@@ -93,6 +102,7 @@ def update_checkpoint(
     row: Checkpoint = get_or_404(session, Checkpoint, checkpoint_id, "checkpoint")
     changes = body.model_dump(exclude_unset=True)
     apply_changes(session, row, changes, {"name", "min_staff", "integrated_thermometer", "active"})
+    check_service_period(row.commissioned_at, row.decommissioned_at, "body.decommissioned_at")
     commit_audited(session, actor, "checkpoint.update", f"checkpoint/{checkpoint_id}", changes, row)
     return row
 

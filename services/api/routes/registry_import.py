@@ -43,7 +43,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
             "unit,resident]; passes: code,valid_from[,valid_until] and id_number or "
             "person_id; vehicles: plate[,owner_id_number|owner_person_id,site_id,"
             "description,active]; sites: id,name[,name_zh,kind]; checkpoints: id,site_id,"
-            "name[,name_zh,min_staff,integrated_thermometer,active]; staff: id,name[,"
+            "name[,name_zh,min_staff,integrated_thermometer,active,commissioned_at,"
+            "decommissioned_at]; staff: id,name[,"
             "site_id,role,active].",
             "content": {"text/csv": {"schema": {"type": "string"}, "example": EXAMPLE}},
         }

@@ -58,6 +58,18 @@ class CheckpointBase(SQLModel):
         default=True, description="The gate terminal measures temperature inside the entry"
     )
     active: bool = Field(default=True)
+    commissioned_at: datetime | None = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        description="When the checkpoint went into service: coverage counts its minutes "
+        "from then on (unset: since ever)",
+    )
+    decommissioned_at: datetime | None = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        description="When it went out of service: its minutes stop counting then (unset: "
+        "still in service)",
+    )
 
 
 class Checkpoint(CheckpointBase, table=True):

@@ -16,9 +16,43 @@ export const OUTCOMES = [
   "reported_upward",
 ];
 
+// Why an alert was raised, in the dashboard's language, from the server's (English)
+// summary: every rule's summary has a fixed shape (services/alerts/*_rules.py).
+const REASONS = {
+  fever: [[/(\d+(?:\.\d+)?) °C/, (m) => t("reason.fever", { temp: m[1] })]],
+  device_offline: [
+    [/reported offline(?:, last heard (\S+))?/, (m) => t("reason.device_offline.reported") + lastHeard(m[1])],
+    [/silent(?:, last heard (\S+))?/, (m) => t("reason.device_offline.silent") + lastHeard(m[1])],
+  ],
+  staffing_gap: [[/(\d+) of (\d+) staff on duty for (\d+) min/, (m) => t("reason.staffing_gap", { on: m[1], need: m[2], min: m[3] })]],
+  clock_skew: [
+    [/is ([+-]?\d+) s off/, (m) => t("reason.clock_skew", { s: m[1] })],
+    [/receipt time/, () => t("reason.clock_adjusted")],
+  ],
+  unscreened_passage: [[/\((in|out)\)/, (m) => t("reason.unscreened_passage", { dir: t(`direction.${m[1]}`) })]],
+  quarantine_breach: [[/\((in|out)\)/, (m) => t("reason.quarantine_breach", { dir: t(`direction.${m[1]}`) })]],
+  unregistered_entry: [[/registered: (\w+)/, (m) => t("reason.unregistered_entry", { why: tOr(`registration.${m[1]}`, m[1]) })]],
+  sensor_fault: [
+    [/(\d+) implausible readings .* within (\d+) min \(latest (\d+(?:\.\d+)?) °C\)/, (m) => t("reason.sensor_fault", { n: m[1], min: m[2], temp: m[3] })],
+  ],
+};
+
+function lastHeard(iso) {
+  return iso ? t("reason.device_offline.last_seen", { time: dateTime(iso, true) }) : "";
+}
+
+export function reasonText(alert) {
+  const summary = alert.summary || "";
+  for (const [pattern, text] of REASONS[alert.type] || []) {
+    const match = pattern.exec(summary);
+    if (match) return text(match);
+  }
+  return tOr(`alert.type.${alert.type}`, alert.type);
+}
+
 export class AlertFeed {
-  constructor({ list, status, banner, permissions, checkpointName, onChange, onError }) {
-    Object.assign(this, { list, status, banner, permissions, checkpointName, onChange, onError });
+  constructor({ list, status, banner, permissions, checkpointName, onChange, onError, onDone = () => {} }) {
+    Object.assign(this, { list, status, banner, permissions, checkpointName, onChange, onError, onDone });
     this.alerts = new Map();
     this.mode = "connecting";
     this.source = null;
@@ -165,9 +199,7 @@ export class AlertFeed {
   }
 
   detailLine(alert) {
-    if (lang() !== "zh-CN") return alert.summary;
-    const temp = /(\d+(?:\.\d+)?) °C/.exec(alert.summary || "");
-    return temp ? t("feed.temp", { temp: temp[1] }) : "";
+    return lang() === "zh-CN" ? reasonText(alert) : alert.summary;
   }
 
   sorted() {
@@ -260,7 +292,9 @@ export class AlertFeed {
 
   async acknowledge(id) {
     try {
-      this.store(await api.acknowledge(id));
+      const updated = await api.acknowledge(id);
+      this.store(updated);
+      this.onDone(t("feed.acknowledged_ok", { what: this.headline(updated) }));
     } catch (error) {
       this.onError(error);
     }
@@ -271,6 +305,8 @@ export class AlertFeed {
       const updated = await api.resolve(id, outcome, note);
       this.resolving = null;
       this.store(updated);
+      // the item leaves the feed: say so, or the click looks like it did nothing
+      this.onDone(t("feed.resolved_ok", { what: this.headline(updated) }));
     } catch (error) {
       this.onError(error);
     }

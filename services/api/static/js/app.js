@@ -30,9 +30,10 @@ const state = {
 
 // --- messages --------------------------------------------------------------------
 let toastTimer;
-function toast(message) {
+function toast(message, kind = "error") {
   const box = $("#toast");
   box.textContent = message;
+  box.dataset.kind = kind;
   box.hidden = false;
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => (box.hidden = true), 6000);
@@ -76,6 +77,7 @@ const feed = new AlertFeed({
   },
   onChange: () => scheduleBoardRefresh(),
   onError: handleError,
+  onDone: (message) => toast(message, "ok"),
 });
 
 const robots = new RobotRoutes({ panel: $("#robots-panel"), onError: handleError });
@@ -113,6 +115,12 @@ function rangeDates() {
   return { from: $("#range-from").value, to: $("#range-to").value };
 }
 
+function rangeIncludesToday() {
+  const { from, to } = rangeDates();
+  const today = localDate();
+  return Boolean(from && to) && from <= today && today <= to;
+}
+
 async function refreshRange() {
   const { from, to } = rangeDates();
   if (!from || !to || to < from) {
@@ -132,6 +140,16 @@ async function refreshRange() {
   drawCharts();
 }
 
+// The default range (the last 7 days) starts at the first day the system was in service
+// or saw a passage: a system a day old shows one day, not six empty ones and a 0 % line.
+async function fitDefaultRange() {
+  const days = state.range?.buckets || [];
+  const first = days.find((b) => b.checkpoint_minutes > 0 || b.passages.total > 0);
+  if (!first || first.label <= $("#range-from").value) return;
+  $("#range-from").value = first.label;
+  await refreshRange();
+}
+
 function drawCharts() {
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
@@ -143,12 +161,15 @@ function drawCharts() {
   const now = Date.now();
   const past = { ...report, buckets: report.buckets.filter((b) => Date.parse(b.start) <= now) };
   state.charts = [passagesChart($("#chart-passages"), past), coverageChart($("#chart-coverage"), past)];
+  // what the charts hold, for people who read the page's markup (and for the tests)
+  $("#chart-passages").dataset.passages = String(past.buckets.reduce((n, b) => n + b.passages.total, 0));
 }
 
 async function openDetail(checkpointId) {
   const cp = state.board?.checkpoints.find((c) => c.id === checkpointId);
   try {
-    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "");
+    const site = cp ? state.sites.find((s) => s.id === cp.site_id) : null;
+    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "", site?.fever_threshold_c ?? undefined);
   } catch (error) {
     $("#detail").close();
     handleError(error);
@@ -178,15 +199,24 @@ async function startDashboard() {
   drawBoard();
   feed.start();
   await refreshToday(); // also learns the community's time zone, which "today" depends on
-  if (!$("#range-from").value) {
+  const defaulted = !$("#range-from").value;
+  if (defaulted) {
     const today = localDate();
     $("#range-from").value = addDays(today, -6);
     $("#range-to").value = today;
   }
   await refreshRange();
+  if (defaulted) await fitDefaultRange();
   every(BOARD_REFRESH_MS, refreshBoard);
-  every(TODAY_REFRESH_MS, refreshToday);
-  every(RANGE_REFRESH_MS, refreshRange);
+  // a range that includes today refreshes with today's figures, so it never shows fewer
+  // passages than today alone; a range wholly in the past changes rarely
+  every(TODAY_REFRESH_MS, async () => {
+    await refreshToday();
+    if (rangeIncludesToday()) await refreshRange();
+  });
+  every(RANGE_REFRESH_MS, async () => {
+    if (!rangeIncludesToday()) await refreshRange();
+  });
   if (!state.me?.role || state.me.role === "admin") robots.load().catch(handleError);
   loadRetention().catch(handleError);
   openLinkedAlert().catch(handleError);

@@ -9,25 +9,30 @@ function fact(label, value, warn = false) {
   return el("div", { class: `fact${warn ? " warn" : ""}` }, el("dt", {}, t(label)), el("dd", {}, value));
 }
 
-function passageRow(p) {
+// the community's default (CPM_FEVER_THRESHOLD_C); a site may set its own
+export const DEFAULT_FEVER_C = 37.3;
+
+function passageRow(p, feverC) {
   const who = p.kind === "vehicle" ? p.plate || "—" : p.id_masked || p.qr_pass || "—";
   const registered = p.registration === "registered";
   const measured = p.screening_temp_c ?? p.temp_c; // a handheld's reading, or the terminal's own
-  const temp = measured === null || measured === undefined ? "—" : `${measured.toFixed(1)} °C`;
+  const known = measured !== null && measured !== undefined;
+  const fever = known && measured >= feverC;
+  const temp = known ? `${measured.toFixed(1)} °C` : "—";
   return el(
     "tr",
-    { class: registered ? "" : "warn-row" },
-    el("td", {}, dateTime(p.ts, true)),
-    el("td", {}, t(`direction.${p.direction}`)),
-    el("td", {}, t(`kind.${p.kind}`)),
-    el("td", { class: "mono" }, who),
-    el("td", { class: registered ? "" : "low" }, tOr(`registration.${p.registration}`, p.registration), p.quarantined ? el("span", { class: "badge sev-critical" }, t("detail.quarantined")) : null),
-    el("td", {}, temp),
-    el("td", { class: p.kind === "person" && !p.screened ? "low" : "" }, p.kind === "vehicle" ? "—" : p.screened ? t("detail.screened") : t("detail.not_screened")),
+    { class: fever ? "fever-row" : registered ? "" : "warn-row", dataset: { fever: fever ? "true" : "false" } },
+    el("td", { dataset: { label: t("detail.time") } }, dateTime(p.ts, true)),
+    el("td", { dataset: { label: t("detail.direction") } }, t(`direction.${p.direction}`)),
+    el("td", { dataset: { label: t("detail.kind") } }, t(`kind.${p.kind}`)),
+    el("td", { class: "mono", dataset: { label: t("detail.who") } }, who),
+    el("td", { class: registered ? "" : "low", dataset: { label: t("detail.registration") } }, tOr(`registration.${p.registration}`, p.registration), p.quarantined ? el("span", { class: "badge sev-critical" }, t("detail.quarantined")) : null),
+    el("td", { class: fever ? "fever" : "", dataset: { label: t("detail.temp") } }, temp, fever ? el("span", { class: "badge sev-critical" }, t("detail.fever")) : null),
+    el("td", { class: p.kind === "person" && !p.screened ? "low" : "", dataset: { label: t("detail.screening") } }, p.kind === "vehicle" ? "—" : p.screened ? t("detail.screened") : t("detail.not_screened")),
   );
 }
 
-export async function showDetail(dialog, checkpointId, siteName) {
+export async function showDetail(dialog, checkpointId, siteName, feverC = DEFAULT_FEVER_C) {
   const body = dialog.querySelector(".detail-body");
   const title = dialog.querySelector(".detail-title");
   title.textContent = checkpointId;
@@ -47,7 +52,7 @@ export async function showDetail(dialog, checkpointId, siteName) {
     el(
       "dl",
       { class: "facts" },
-      fact("detail.device", `${t(`device.${cp.device_state}`)}${cp.state_since ? ` · ${t("detail.since", { time: dateTime(cp.state_since, true) })}` : ""}`, cp.device_state !== "online"),
+      fact("detail.device", `${t(cp.silent ? "device.silent" : `device.${cp.device_state}`)}${cp.state_since ? ` · ${t("detail.since", { time: dateTime(cp.state_since, true) })}` : ""}`, cp.device_state !== "online"),
       fact("detail.last_seen", dateTime(cp.last_seen_at, true)),
       fact("detail.staff", `${cp.staff_on_duty}/${cp.min_staff}${cp.staff_ids.length ? ` (${cp.staff_ids.join(", ")})` : ""}`, cp.understaffed),
       fact("detail.last_passage", minutesAgo(cp.minutes_since_passage)),
@@ -69,7 +74,7 @@ export async function showDetail(dialog, checkpointId, siteName) {
             "table",
             { class: "passages" },
             el("thead", {}, el("tr", {}, ["detail.time", "detail.direction", "detail.kind", "detail.who", "detail.registration", "detail.temp", "detail.screening"].map((k) => el("th", {}, t(k))))),
-            el("tbody", {}, detail.recent_passages.map(passageRow)),
+            el("tbody", {}, detail.recent_passages.map((p) => passageRow(p, feverC))),
           ),
         )
       : el("p", { class: "muted" }, t("detail.no_passages")),
