@@ -26,6 +26,7 @@ from services.api.routes import (
     people,
     registry,
     registry_import,
+    roster,
     tracing,
     webhooks,
     whoami,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys,
         audit,
         whoami,
+        roster,
     ):
         api.include_router(module.router)
     app.include_router(api)
