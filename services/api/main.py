@@ -20,6 +20,7 @@ from services.api.routes import (
     board,
     coverage,
     dead_letters,
+    fever_cases,
     health,
     keys,
     passages,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         whoami,
         roster,
+        fever_cases,
     ):
         api.include_router(module.router)
     app.include_router(api)
