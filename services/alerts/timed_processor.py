@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -16,6 +16,7 @@ from services.alerts import store
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
 from services.alerts.roster_timers import with_roster
+from services.alerts.screening_timers import screening_pass
 from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
@@ -104,6 +105,9 @@ class Timers:
         try:
             with self.engine.begin() as conn:
                 self._conditions(conn, now, report)
+                report.opened += screening_pass(
+                    conn, now, self.thresholds.screening, self._match_after(), self._raise
+                )
                 self._unscreened(conn, now, report)
                 self._sensor_faults(conn, now, report)
                 report.escalated = store.escalate_due(
@@ -115,6 +119,10 @@ class Timers:
             log.info("unscreened watermark moved under us; retrying next pass")
             return TimerReport()
         return report
+
+    def _match_after(self) -> timedelta:
+        """A handheld reading older than this that met no passage never will."""
+        return 2 * self.thresholds.screening_window + timedelta(seconds=30)
 
     def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool) -> Any:
         delay = escalation_delay(finding.severity, self.thresholds)

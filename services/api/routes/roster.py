@@ -5,7 +5,7 @@ checkpoint, staffing coverage by requirement, and duty from unknown staff ids.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
@@ -22,6 +22,7 @@ from services.core.models.roster import (
     RosterShift,
     RosterShiftCreate,
     RosterShiftPublic,
+    ScreeningQuality,
     StaffCheckpoint,
     StaffingRequirement,
     StaffingRequirementCreate,
@@ -302,6 +303,8 @@ class RosterState(BaseModel):
     need: int
     missing_roles: list[str]
     met: bool
+    screening: str  # the worst lane's verdict: suspect | ok | no_data
+    screening_checks: list[str]  # the checks a suspect lane failed
 
 
 @router.get("/state", response_model=list[RosterState], responses=ERRORS)
@@ -321,6 +324,9 @@ def get_state(session: SessionDep, settings: SettingsDep, _actor: CurrentKey) ->
     rostered: dict[str, list[str]] = {}
     for cp_id, staff_id in shifts:
         rostered.setdefault(cp_id, []).append(staff_id)
+    screening: dict[str, list[ScreeningQuality]] = {}
+    for verdict in session.exec(select(ScreeningQuality)):
+        screening.setdefault(verdict.checkpoint_id, []).append(verdict)
     out: list[RosterState] = []
     for cp in session.exec(
         select(Checkpoint).where(col(Checkpoint.active).is_(True)).order_by(col(Checkpoint.id))
@@ -342,9 +348,24 @@ def get_state(session: SessionDep, settings: SettingsDep, _actor: CurrentKey) ->
                 need=max([cp.min_staff, *(r.min_on_duty for r in in_force)]),
                 missing_roles=list(lack.roles) if lack else [],
                 met=lack is None,
+                **_screening(screening.get(cp.id, [])),
             )
         )
     return out
+
+
+def _screening(lanes: list[ScreeningQuality]) -> dict[str, Any]:
+    statuses = {lane.status for lane in lanes}
+    worst = next((s for s in ("suspect", "ok") if s in statuses), "no_data")
+    failed = sorted(
+        {
+            check["check"]
+            for lane in lanes
+            for check in (lane.evidence or {}).get("checks", [])
+            if check.get("failed")
+        }
+    )
+    return {"screening": worst, "screening_checks": failed}
 
 
 class UnknownDuty(BaseModel):
