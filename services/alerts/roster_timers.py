@@ -29,6 +29,7 @@ from services.core.tables import checkpoint_t, roster_t
 
 # how far back a timeline is built: longer than any gap worth its start time
 TIMELINE_SPAN = timedelta(hours=12)
+INSTANT = timedelta(seconds=1)
 
 
 def current_shifts(
@@ -73,7 +74,11 @@ def with_roster(
     governed: set[str] = set()
     if reqs:
         rostered = {s[0] for s in shifts}
-        timelines = staffing_timelines(conn, start, now, ZoneInfo(t.timezone), periods)
+        # judged at `now` itself: a rule that ends (or begins) now already counts
+        until = now + INSTANT
+        timelines = staffing_timelines(
+            conn, start, until, ZoneInfo(t.timezone), duty_periods(conn, start, until)
+        )
         for cp_id, segments in timelines.items():
             if None not in reqs and cp_id not in reqs:
                 continue
