@@ -112,6 +112,8 @@ class SimulationParams:
     unregistered_waves: tuple[UnregisteredWave, ...] = ()
     staffing_gaps: tuple[StaffingGap, ...] = ()
     outages: tuple[Outage, ...] = ()
+    # handheld checkpoints whose thermometer shows the same reading whoever passes
+    proforma_checkpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.duration_s < 120:

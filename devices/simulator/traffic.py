@@ -52,6 +52,7 @@ READING_DELAY_S = (2.0, 20.0)  # a handheld reading follows its entry by this mu
 MATCH_WINDOW_S = 31.0  # ingest's ±30 s screening window, plus a margin
 EDGE_S = 2 * MATCH_WINDOW_S + READING_DELAY_S[1]
 NORMAL_TEMP = (35.8, 37.0)
+PRO_FORMA_TEMP = 36.5
 FEVER_TEMP = (37.5, 39.8)
 IMPLAUSIBLE_TEMPS = (24.8, 25.0, 27.5, 46.5, 48.0, 52.0)
 IDENTITY_INCIDENTS = (
@@ -243,6 +244,10 @@ class Traffic:
         span = FEVER_TEMP if fever else NORMAL_TEMP
         passage.temp = round(rng.uniform(*span), 1)
         passage.temp_label = "fever" if fever else "normal"
+        if passage.checkpoint.id in self.params.proforma_checkpoints:
+            # pro-forma screening: the handheld shows the same whoever passes (a fever
+            # goes unseen, which is the harm)
+            passage.temp, passage.temp_label = PRO_FORMA_TEMP, "normal"
 
     def decide_unlinked(self, passages: list[PlannedPassage], c0: float, c1: float) -> None:
         """A reading goes without entry_msg_id only where ingest's ±30 s time window

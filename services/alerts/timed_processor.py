@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, func, select
 from services.alerts import store
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.roster_timers import with_roster
+from services.alerts.screening_timers import screening_pass
 from services.alerts.silence import record_silences
 from services.alerts.timed_rules import (
     CheckpointFact,
@@ -37,6 +39,8 @@ RESOLVED_BY = {
     AlertType.STAFFING_GAP: "staff_on_duty",
     AlertType.DEVICE_OFFLINE: "device_online",
     AlertType.CLOCK_SKEW: "clock_ok",
+    AlertType.NO_SHOW: "on_duty_or_shift_over",
+    AlertType.LEFT_POST: "post_covered_or_shift_over",
 }
 
 
@@ -107,6 +111,9 @@ class Timers:
         try:
             with self.engine.begin() as conn:
                 self._conditions(conn, now, report)
+                report.opened += screening_pass(
+                    conn, now, self.thresholds.screening, self._match_after(), self._raise
+                )
                 self._unscreened(conn, now, report)
                 self._sensor_faults(conn, now, report)
                 report.escalated = store.escalate_due(
@@ -119,6 +126,10 @@ class Timers:
             return TimerReport()
         return report
 
+    def _match_after(self) -> timedelta:
+        """A handheld reading older than this that met no passage never will."""
+        return 2 * self.thresholds.screening_window + timedelta(seconds=30)
+
     def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool) -> Any:
         delay = escalation_delay(finding.severity, self.thresholds)
         return store.raise_alert(conn, finding, now, delay, repeat=repeat)
@@ -128,7 +139,12 @@ class Timers:
         checkpoints = load_checkpoints(conn)
         if self.watching_since is None:
             self.watching_since = now
-        holding = conditions(checkpoints, now, self.thresholds, self.watching_since)
+        holding = with_roster(
+            conn,
+            now,
+            self.thresholds,
+            conditions(checkpoints, now, self.thresholds, self.watching_since),
+        )
         for finding in holding:
             raised = self._raise(conn, finding, now, repeat=False)
             if raised is not None and raised.created:

@@ -14,8 +14,11 @@ from services.alerts.event_rules import (
     PassageFact,
     Severity,
 )
+from services.alerts.screening_quality import ScreeningThresholds
 from services.core import online
 from services.core.settings import Settings
+
+DEFAULT_SCREENING = ScreeningThresholds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,11 @@ class Thresholds:
     # how long a device must stay offline before device_offline opens (Alertmanager's
     # `for`): a restart or a blip pages nobody
     offline_confirm: timedelta = timedelta(0)
+    # the roster rules (roster_rules.py) and the local day their requirements live in
+    no_show_after: timedelta = timedelta(minutes=15)
+    left_post_grace: timedelta = timedelta(minutes=10)
+    timezone: str = "Asia/Shanghai"
+    screening: ScreeningThresholds = DEFAULT_SCREENING
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -42,6 +50,16 @@ class Thresholds:
                 Severity.WARNING: timedelta(seconds=s.escalate_warning_s),
             },
             offline_confirm=timedelta(seconds=s.device_offline_confirm_s),
+            no_show_after=timedelta(seconds=s.no_show_after_s),
+            left_post_grace=timedelta(seconds=s.left_post_grace_s),
+            timezone=s.timezone,
+            screening=ScreeningThresholds(
+                window=s.screening_quality_window,
+                identical_run=s.screening_identical_run,
+                min_spread_c=s.screening_min_spread_c,
+                min_interval_s=s.screening_min_interval_s,
+                max_unmatched_share=s.screening_max_unmatched_share,
+            ),
         )
 
 

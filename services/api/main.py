@@ -22,6 +22,7 @@ from services.api.routes import (
     board,
     coverage,
     dead_letters,
+    fever_cases,
     health,
     keys,
     passages,
@@ -29,6 +30,7 @@ from services.api.routes import (
     registry,
     registry_import,
     retention,
+    roster,
     session,
     tracing,
     webhooks,
@@ -153,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         whoami,
         session,
         retention,
+        roster,
+        fever_cases,
     ):
         api.include_router(module.router)
     app.include_router(api)

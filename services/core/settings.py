@@ -172,6 +172,46 @@ class Settings(BaseSettings):
     )
     clock_skew_alert_s: int = Field(default=120)
     recheck_window_s: int = Field(default=600)
+    no_show_after_s: int = Field(
+        default=900,
+        ge=0,
+        description="A rostered person not on duty this long into the shift: no_show.",
+    )
+    screening_quality_window: int = Field(
+        default=30,
+        ge=5,
+        le=500,
+        description="Screening quality: the latest readings judged per lane.",
+    )
+    screening_identical_run: int = Field(
+        default=12,
+        ge=3,
+        description="Screening quality: this many equal readings in a row is suspect.",
+    )
+    screening_min_spread_c: float = Field(
+        default=0.08,
+        ge=0,
+        description="Screening quality: a standard deviation of the window below this (°C) "
+        "is suspect.",
+    )
+    screening_min_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Screening quality: a mean time between readings below this (s) is suspect.",
+    )
+    screening_max_unmatched_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Screening quality: a larger share of handheld readings that met no "
+        "passage is suspect.",
+    )
+    left_post_grace_s: int = Field(
+        default=600,
+        ge=0,
+        description="left_post: gone this long, having left at least this long before the "
+        "shift's end, with fewer on duty than rostered.",
+    )
     escalate_critical_s: int = Field(default=120)
     escalate_major_s: int = Field(default=600)
     escalate_warning_s: int = Field(default=1800)

@@ -21,6 +21,8 @@ DYNAMIC = {
     "feed.mode": ("connecting", "live", "reconnecting", "polling", "offline"),
     "direction": ("in", "out"),
     "kind": ("person", "vehicle"),
+    "duty_role": ("community", "police", "medical", "security", "volunteer"),
+    "screening": ("ok", "suspect", "no_data"),
 }
 
 

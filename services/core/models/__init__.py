@@ -27,6 +27,13 @@ from services.core.models.registry import (
     Vehicle,
 )
 from services.core.models.robots import RobotSend  # noqa: F401  (requests to group robots)
+from services.core.models.roster import (  # noqa: F401  (rosters, requirements, fever cases)
+    FeverCase,
+    RosterShift,
+    ScreeningQuality,
+    StaffCheckpoint,
+    StaffingRequirement,
+)
 
 __all__ = [
     "BrokerSession",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UTCDateTime, utcnow
+from services.core.models.roster import STAFF_ROLE_NAMES, StaffRole
 
 SLUG = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -90,6 +92,11 @@ class StaffBase(SQLModel):
     site_id: str | None = Field(default=None, foreign_key="site.id", max_length=64)
     role: str = Field(default="duty", max_length=20, description="duty | supervisor")
     active: bool = Field(default=True)
+    duty_role: str = Field(
+        default="community",
+        max_length=20,
+        description="community | police | medical | security | volunteer (roster.StaffRole)",
+    )
 
 
 class Staff(StaffBase, table=True):
@@ -98,6 +105,13 @@ class Staff(StaffBase, table=True):
 
 class StaffCreate(StaffBase):
     id: str = Field(max_length=64, regex=SLUG)
+
+    @field_validator("duty_role")
+    @classmethod
+    def _known_duty_role(cls, value: str) -> str:
+        if value not in {r.value for r in StaffRole}:
+            raise ValueError(f"not a duty role ({STAFF_ROLE_NAMES})")
+        return value
 
 
 class StaffPublic(StaffBase):

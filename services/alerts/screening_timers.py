@@ -1,0 +1,140 @@
+"""The screening-quality pass of the timed rules: lanes with new readings are judged
+again (at most once a minute each) over their latest plausible readings; the verdict
+is kept in `screening_quality` for the board, and a suspect lane raises one
+`screening_suspect` alert (resolved by people, not by the next verdict)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from services.alerts.screening_quality import (
+    LaneReading,
+    ScreeningThresholds,
+    judge,
+    suspect_finding,
+)
+from services.core.roster_report import aware
+from services.core.tables import (
+    checkpoint_t,
+    dialect_insert,
+    passage_t,
+    reading_t,
+    screening_quality_t,
+)
+
+RECENT = timedelta(minutes=5)  # lanes with readings received this recently are judged
+REJUDGE = timedelta(seconds=60)  # ... unless judged this recently
+
+
+def lanes_due(conn: Connection, now: datetime) -> list[tuple[str, str]]:
+    recent = {
+        (r.checkpoint_id, r.direction)
+        for r in conn.execute(
+            select(reading_t.c.checkpoint_id, reading_t.c.direction)
+            .where(reading_t.c.received_at > now - RECENT)
+            .distinct()
+        )
+    }
+    fresh = {
+        (r.checkpoint_id, r.direction)
+        for r in conn.execute(
+            select(screening_quality_t.c.checkpoint_id, screening_quality_t.c.direction).where(
+                screening_quality_t.c.evaluated_at > now - REJUDGE
+            )
+        )
+    }
+    return sorted(recent - fresh)
+
+
+def lane_readings(
+    conn: Connection,
+    cp_id: str,
+    direction: str,
+    now: datetime,
+    t: ScreeningThresholds,
+    match_after: timedelta,
+) -> list[LaneReading]:
+    rows = conn.execute(
+        select(
+            reading_t.c.id,
+            reading_t.c.ts,
+            reading_t.c.temp_c,
+            reading_t.c.passage_id,
+            reading_t.c.source,
+            reading_t.c.received_at,
+        )
+        .where(
+            reading_t.c.checkpoint_id == cp_id,
+            reading_t.c.direction == direction,
+            reading_t.c.implausible.is_(False),
+        )
+        .order_by(reading_t.c.ts.desc(), reading_t.c.id.desc())
+        .limit(t.window)
+    ).all()
+    out = []
+    for r in reversed(rows):
+        matched: bool | None = True
+        if r.passage_id is None and r.source != "entry":
+            matched = None if aware(r.received_at) > now - match_after else False
+        out.append(LaneReading(r.id, aware(r.ts), r.temp_c, matched))
+    return out
+
+
+def most_passages_per_reading(conn: Connection, cp_id: str, reading_ids: list[int]) -> int:
+    if not reading_ids:
+        return 0
+    counts = conn.execute(
+        select(func.count())
+        .where(passage_t.c.checkpoint_id == cp_id, passage_t.c.reading_id.in_(reading_ids))
+        .group_by(passage_t.c.reading_id)
+    ).scalars()
+    return max(counts, default=0)
+
+
+def screening_pass(
+    conn: Connection,
+    now: datetime,
+    t: ScreeningThresholds,
+    match_after: timedelta,
+    raise_alert: Any,
+) -> list[int]:
+    """Judge the lanes due; raise an alert per newly suspect lane. The alert ids opened."""
+    lanes = lanes_due(conn, now)
+    if not lanes:
+        return []
+    sites = {
+        r.id: r.site_id for r in conn.execute(select(checkpoint_t.c.id, checkpoint_t.c.site_id))
+    }
+    opened: list[int] = []
+    for cp_id, direction in lanes:
+        readings = lane_readings(conn, cp_id, direction, now, t, match_after)
+        shared = most_passages_per_reading(conn, cp_id, [r.id for r in readings])
+        verdict = judge(readings, t, shared)
+        statement = dialect_insert(conn, screening_quality_t).values(
+            checkpoint_id=cp_id,
+            direction=direction,
+            status=verdict.status,
+            readings=verdict.readings,
+            evaluated_at=now,
+            evidence={"checks": verdict.checks},
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["checkpoint_id", "direction"],
+                set_={
+                    "status": statement.excluded.status,
+                    "readings": statement.excluded.readings,
+                    "evaluated_at": statement.excluded.evaluated_at,
+                    "evidence": statement.excluded.evidence,
+                },
+            )
+        )
+        finding = suspect_finding(cp_id, sites.get(cp_id, ""), direction, verdict, readings)
+        if finding is not None:
+            raised = raise_alert(conn, finding, now, repeat=False)
+            if raised is not None and raised.created:
+                opened.append(raised.alert_id)
+    return opened
