@@ -23,6 +23,18 @@ from services.core.models.registry import (
     Vehicle,
 )
 from services.core.models.robots import RobotSend  # noqa: F401  (requests to group robots)
+from services.core.models.supervision import (  # noqa: F401  (checklists, inspections)
+    ChecklistItem,
+    ChecklistTemplate,
+    Enterprise,
+    Finding,
+    Inspection,
+    InspectionAttachment,
+    InspectionMark,
+    SupervisionTeam,
+    SupervisionVisit,
+    TeamMember,
+)
 
 __all__ = [
     "BrokerSession",
