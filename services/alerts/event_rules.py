@@ -25,6 +25,8 @@ SEVERITY: dict[AlertType, Severity] = {
     AlertType.UNSCREENED_PASSAGE: Severity.WARNING,
     AlertType.SENSOR_FAULT: Severity.WARNING,
     AlertType.CLOCK_SKEW: Severity.WARNING,
+    AlertType.RECTIFICATION_OVERDUE: Severity.MAJOR,
+    AlertType.ENTERPRISE_UNCHECKED: Severity.MAJOR,
 }
 
 # Conditions: they hold while a state lasts and resolve themselves when it ends.

@@ -24,6 +24,7 @@ class Thresholds:
     clock_skew_s: float
     screening_window: timedelta
     escalate: dict[str, timedelta]  # per severity
+    timezone: str = "Asia/Shanghai"  # local days (supervision: same-day checks)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -37,6 +38,7 @@ class Thresholds:
                 Severity.MAJOR: timedelta(seconds=s.escalate_major_s),
                 Severity.WARNING: timedelta(seconds=s.escalate_warning_s),
             },
+            timezone=s.timezone,
         )
 
 

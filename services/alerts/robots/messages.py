@@ -31,6 +31,8 @@ TYPES = {
     "unscreened_passage": ("通行未测温", "Unscreened passage"),
     "sensor_fault": ("测温设备故障", "Sensor fault"),
     "clock_skew": ("设备时钟偏差", "Clock skew"),
+    "rectification_overdue": ("整改逾期", "Rectification overdue"),
+    "enterprise_unchecked": ("复工企业当天未核查", "Resumed enterprise not checked"),
 }
 SEVERITIES = {
     "critical": ("紧急", "Critical"),
@@ -51,6 +53,8 @@ OUTCOMES = {
     "screened_late": ("已补测体温", "screened late"),
     "readings_plausible": ("读数恢复正常", "readings plausible again"),
     "clock_ok": ("设备时钟已恢复", "clock back within bounds"),
+    "rectified": ("复查整改到位", "rectified and re-inspected"),
+    "checked": ("已完成复工核查", "checked on site"),
 }
 LABELS = {
     "checkpoint": ("检查点", "Checkpoint"),

@@ -35,6 +35,8 @@ class AlertType(StrEnum):
     UNSCREENED_PASSAGE = "unscreened_passage"
     SENSOR_FAULT = "sensor_fault"
     CLOCK_SKEW = "clock_skew"
+    RECTIFICATION_OVERDUE = "rectification_overdue"  # supervision: finding past deadline
+    ENTERPRISE_UNCHECKED = "enterprise_unchecked"  # resumed, not checked the same day
 
 
 class Severity(StrEnum):
