@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from services.api import coverage as cov
@@ -249,10 +250,19 @@ def sign(
         session.add(finding)
         created.append(finding)
     session.add(signature)
-    inspection.signer_name = signer_name
-    inspection.signed_at = now
-    inspection.passed = all(m.mark == Mark.PASS for m in marks)
-    session.add(inspection)
+    passed = all(m.mark == Mark.PASS for m in marks)
+    # the seal is conditional: of two signings at once, one wins and the other is refused
+    sealed = session.execute(
+        update(Inspection)
+        .where(col(Inspection.id) == inspection.id, col(Inspection.signed_at).is_(None))
+        .values(signer_name=signer_name, signed_at=now, passed=passed)
+    )
+    if sealed.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise ApiProblem(
+            409, f"inspection {inspection.id} was signed meanwhile", "inspection-signed"
+        )
+    session.refresh(inspection)
     fulfil_visit(session, inspection)
     return created
 

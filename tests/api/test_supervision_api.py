@@ -400,3 +400,53 @@ def test_new_checklist_version_via_api(client: TestClient, sup: dict[str, Any]) 
     assert ent["id"] != made.json()["id"]
     wrong = {**body, "target_kind": "industrial"}
     assert_problem(client.post(f"{API}/checklists", json=wrong, headers=sup["admin"]), 422)
+
+
+def test_teams_members_and_photos(client: TestClient, sup: dict[str, Any]) -> None:
+    teams = client.get(f"{API}/teams", headers=sup["inspector"]).json()
+    assert [t["id"] for t in teams] == [f"team-{n}" for n in range(1, 6)]
+    member = {"name": "朱书记", "phone": "13800000000", "leader": True}
+    made = client.post(f"{API}/teams/team-1/members", json=member, headers=sup["admin"])
+    assert made.status_code == 201 and made.json()["team_id"] == "team-1"
+    assert_problem(
+        client.post(f"{API}/teams/team-1/members", json=member, headers=sup["officer"]), 403
+    )
+    assert_problem(client.post(f"{API}/teams/nope/members", json=member, headers=sup["admin"]), 404)
+    team = client.get(f"{API}/teams", headers=sup["inspector"]).json()[0]
+    assert [m["name"] for m in team["members"]] == ["朱书记"]
+    gone = client.delete(f"{API}/teams/team-2/members/{made.json()['id']}", headers=sup["admin"])
+    assert_problem(gone, 404)  # not a member of team-2
+    assert (
+        client.delete(
+            f"{API}/teams/team-1/members/{made.json()['id']}", headers=sup["admin"]
+        ).status_code
+        == 204
+    )
+
+    draft = new_inspection(client, sup["inspector"], marks=[]).json()
+    url = f"{API}/inspections/{draft['id']}/photos"
+    png = make_png(200, 150)
+    ok = client.post(url, content=png, headers={**sup["inspector"], "Content-Type": "image/png"})
+    assert ok.status_code == 201, ok.text
+    back = client.get(f"{url}/{ok.json()['id']}", headers=sup["officer"])
+    assert back.content == png and back.headers["content-type"] == "image/png"
+    assert client.get(f"{API}/inspections/{draft['id']}", headers=sup["inspector"]).json()[
+        "photo_ids"
+    ] == [ok.json()["id"]]
+    for body, ctype, status in [
+        (png, "image/jpeg", 415),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/png", 422),
+        (make_png(200, 150, raw=b"\x00" * 5_000_000), "image/png", 422),  # bomb
+        (png + b"\x00" * (512 * 1024), "image/png", 413),
+    ]:
+        bad = client.post(url, content=body, headers={**sup["inspector"], "Content-Type": ctype})
+        assert_problem(bad, status)
+    other = new_inspection(client, sup["officer"], marks=[]).json()
+    assert_problem(
+        client.post(
+            f"{API}/inspections/{other['id']}/photos",
+            content=png,
+            headers={**sup["inspector"], "Content-Type": "image/png"},
+        ),
+        404,  # not the inspector's own
+    )

@@ -81,3 +81,25 @@ def test_repeated_item_codes_are_refused(engine: Engine) -> None:
     )
     with Session(engine) as session, pytest.raises(ValueError, match="repeat"):
         create_template_version(session, data)
+
+
+def test_seed_command_loads_the_checklists(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.cli import main
+    from services.core.settings import get_settings
+
+    monkeypatch.setenv("CPM_DATABASE_URL", database_url)
+    monkeypatch.setenv("CPM_DEMO_MODE", "true")
+    get_settings.cache_clear()
+    try:
+        assert main(["seed", "--checklists"]) == 0
+        assert main(["seed", "--checklists"]) == 0  # again: nothing new
+    finally:
+        get_settings.cache_clear()
+    from services.core.db import make_engine
+
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        assert len(list(session.exec(select(ChecklistTemplate)))) == 3
+    engine.dispose()
