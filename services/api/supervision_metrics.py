@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from services.core.models.supervision import (
@@ -35,6 +36,57 @@ class InspectionRow:
     inspected_at: datetime
     passed: bool
     corrected: bool  # a signed correction replaces it
+
+
+class RateRow(BaseModel):
+    inspections: int
+    passed: int
+    pass_rate: float | None
+
+
+class ChecklistRate(RateRow):
+    template_code: str
+
+
+class SiteRate(RateRow):
+    site_id: str
+
+
+class EnterpriseFigures(BaseModel):
+    total: int = Field(description="enterprises in the registry")
+    resumed_total: int = Field(description="resumed, whenever")
+    resumed: int = Field(description="resumed on a day of the range")
+    checked_same_day: int = Field(description="of those, checked on site that local day")
+    unchecked: list[int] = Field(description="ids of those not checked that day")
+    checks: int = Field(description="signed enterprise inspections in the range")
+    passed: int
+    pass_rate: float | None
+
+
+class InspectionFigures(BaseModel):
+    signed: int
+    passed: int
+    pass_rate: float | None
+    by_checklist: list[ChecklistRate]
+    by_site: list[SiteRate]
+
+
+class FindingFigures(BaseModel):
+    open: int
+    overdue: int
+    fixed_on_spot: int
+    closed: int
+
+
+class SupervisionFigures(BaseModel):
+    """GET /supervision/metrics; findings: the current state of the range's findings."""
+
+    from_day: date
+    to_day: date
+    timezone: str
+    enterprises: EnterpriseFigures
+    inspections: InspectionFigures
+    findings: FindingFigures
 
 
 def rate(passed: int, total: int) -> float | None:

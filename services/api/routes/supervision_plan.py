@@ -14,7 +14,7 @@ from services.api.deps import CurrentKey, InspectorKey, SessionDep, SettingsDep
 from services.api.errors import invalid_field, problem_responses
 from services.api.routes.common import commit_audited
 from services.api.routes.enterprises import ManagerKey
-from services.api.supervision_metrics import load_figures
+from services.api.supervision_metrics import SupervisionFigures, load_figures
 from services.api.supervision_scheduling import days_window, save_lookback_plan, visits_between
 from services.core.db import utcnow
 from services.core.models.supervision import SupervisionVisit, SupervisionVisitPublic
@@ -80,7 +80,7 @@ def list_visits(
     return visits_between(session, start, end, team_id)
 
 
-@router.get("/metrics", responses=ERRORS)
+@router.get("/metrics", response_model=SupervisionFigures, responses=ERRORS)
 def get_metrics(
     session: SessionDep,
     settings: SettingsDep,
