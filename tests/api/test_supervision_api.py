@@ -107,6 +107,16 @@ def test_inspection_cross_needs_reason_signature_and_is_immutable_once_signed(
     assert client.get(f"{API}/inspections/{draft_id}", headers=who).json()["corrected_by"] == [
         fix.json()["id"]
     ]
+    old_finding = client.get(f"{API}/findings", params={"site_id": "res-01"}, headers=who).json()
+    assert [(f["item_code"], f["status"]) for f in old_finding] == [("R1.1", "open")]
+    fixed = client.post(f"{API}/inspections/{fix.json()['id']}/sign", json=sign, headers=who)
+    assert fixed.status_code == 200 and fixed.json()["passed"] is True
+    closed = client.get(f"{API}/findings/{old_finding[0]['id']}", headers=who).json()
+    assert closed["status"] == "closed" and closed["closed_by_inspection_id"] == fix.json()["id"]
+    day = T0.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    figures = client.get(f"{API}/metrics", params={"from_day": day}, headers=who).json()
+    # the corrected inspection counts through its correction only
+    assert (figures["inspections"]["signed"], figures["inspections"]["passed"]) == (1, 1)
 
 
 def test_finding_runs_from_cross_to_closure_by_reinspection(
