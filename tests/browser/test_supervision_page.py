@@ -20,7 +20,13 @@ from services.api.supervision_images import check_png
 from services.core.models.supervision import Finding, Inspection, InspectionAttachment
 from services.core.settings import Settings
 from services.core.supervision_templates import load_default_templates
-from tests.support.browser import LiveServer, chromium_page, new_key, require_chromium
+from tests.support.browser import (
+    SCREENSHOT_DIR,
+    LiveServer,
+    chromium_page,
+    new_key,
+    require_chromium,
+)
 
 PAGE_FILES = [
     STATIC_DIR / "supervision.html",
@@ -116,6 +122,10 @@ def test_an_inspector_fills_in_and_signs_an_inspection_on_a_phone(
             page.mouse.move(c["x"] + 30 + step * 22, c["y"] + 120 - (step % 3) * 30)
         page.mouse.up()
         assert canvas.get_attribute("data-strokes") == "1"
+        # docs/screenshots/supervision-phone-zh.png when CPM_DASHBOARD_SCREENSHOTS is set
+        shots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+        page.locator("#sv-items").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "supervision-phone-zh.png"), full_page=True)
         page.locator("#sv-submit").click()
         page.wait_for_selector("#sv-result[data-inspection]")
         assert "1 项不达标" in page.locator("#sv-result").inner_text()
