@@ -93,7 +93,14 @@ def choose_template(session: Session, target: Target, template_id: int | None) -
     template = session.get(ChecklistTemplate, template_id)
     if template is None:
         raise invalid_field("body.template_id", f"no checklist template {template_id}")
-    if (template.target_kind == TargetKind.ENTERPRISE) != (target.enterprise is not None):
+    # an enterprise takes the enterprise checklist; a compound or a park its own kind's;
+    # other sites (schools, shops) any site checklist an admin chooses
+    fits = (
+        template.target_kind == target.kind
+        if target.kind is not None
+        else template.target_kind != TargetKind.ENTERPRISE
+    )
+    if not fits:
         raise invalid_field(
             "body.template_id", f"a {template.target_kind} checklist does not fit this target"
         )

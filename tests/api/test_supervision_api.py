@@ -273,6 +273,19 @@ def test_system_verdict_equals_the_coverage_api_for_the_same_period(
     assert {i["item_code"]: i["value"] for i in form["items"]} == expected
 
 
+def test_a_checklist_must_fit_its_target(client: TestClient, sup: dict[str, Any]) -> None:
+    ids = {
+        t["code"]: t["id"] for t in client.get(f"{API}/checklists", headers=sup["viewer"]).json()
+    }
+    who = sup["inspector"]
+    assert_problem(new_inspection(client, who, template_id=ids["industrial"]), 422, "does not fit")
+    assert_problem(new_inspection(client, who, template_id=ids["enterprise"]), 422, "does not fit")
+    school = new_inspection(client, who, site_id="sch-01", template_id=ids["residential"])
+    assert school.status_code == 201, school.text
+    assert_problem(new_inspection(client, who, site_id="sch-01"), 422, "no active checklist")
+    assert_problem(new_inspection(client, who, kind="resumption"), 422, "enterprise")
+
+
 def test_roles_inspector_sees_own_viewer_sees_none(client: TestClient, sup: dict[str, Any]) -> None:
     mine = new_inspection(client, sup["inspector"], marks=[]).json()
     theirs = new_inspection(client, sup["officer"], marks=[]).json()
