@@ -34,6 +34,18 @@ from services.core.models.roster import (  # noqa: F401  (rosters, requirements,
     StaffCheckpoint,
     StaffingRequirement,
 )
+from services.core.models.supervision import (  # noqa: F401  (checklists, inspections)
+    ChecklistItem,
+    ChecklistTemplate,
+    Enterprise,
+    Finding,
+    Inspection,
+    InspectionAttachment,
+    InspectionMark,
+    SupervisionTeam,
+    SupervisionVisit,
+    TeamMember,
+)
 
 __all__ = [
     "BrokerSession",
