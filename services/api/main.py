@@ -14,6 +14,7 @@ from services.api.coverage_cache import SettledHours
 from services.api.errors import install_problem_handlers
 from services.api.limits import BodySizeLimitMiddleware
 from services.api.prom import ApiMetrics, DatabaseCollector, RequestContextMiddleware
+from services.api.report_job import report_schedule
 from services.api.routes import (
     alerts,
     audit,
@@ -26,6 +27,7 @@ from services.api.routes import (
     people,
     registry,
     registry_import,
+    reports,
     tracing,
     webhooks,
     whoami,
@@ -60,7 +62,17 @@ accepted only in request bodies, hashed on arrival, and never returned.
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # measured: without it, the coverage p95 over 30 days was 150 ms instead of 48 ms
     freeze_startup_objects()
-    yield
+    settings: Settings = app.state.settings
+    if not settings.report_daily_at:  # the daily report (docs/reports.md)
+        yield
+        return
+    schedule, leadership = report_schedule(app.state.engine, settings)
+    schedule.start()
+    try:
+        yield
+    finally:
+        schedule.shutdown()
+        leadership.release()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -119,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys,
         audit,
         whoami,
+        reports,
     ):
         api.include_router(module.router)
     app.include_router(api)

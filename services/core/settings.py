@@ -245,6 +245,13 @@ class Settings(BaseSettings):
     )
     api_auth_window_s: float = Field(default=300.0, gt=0)
     api_auth_block_s: float = Field(default=300.0, gt=0)
+    report_daily_at: str = Field(
+        default="08:00",
+        pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$",
+        description="Local time (HH:MM, the community's time zone) at which the alert "
+        "service's leader generates the daily report of the day before, stores it and "
+        "announces it to webhook routes (docs/reports.md). Empty: no scheduled report.",
+    )
     retention_days: int = Field(
         default=28,
         ge=0,

@@ -43,6 +43,7 @@ from services.core.models.auth import ApiKey, AuditLog
 from services.core.models.broker import BrokerSession
 from services.core.models.events import OPEN_PASSAGE as OPEN_PASSAGE  # with its table
 from services.core.models.events import OPEN_READING as OPEN_READING
+from services.core.models.reports import GeneratedReport
 from services.core.models.robots import RobotSend
 
 
@@ -81,6 +82,8 @@ robot_send_t = table_of(RobotSend)
 # API
 api_key_t = table_of(ApiKey)
 audit_t = table_of(AuditLog)
+# daily reports the scheduler generated
+generated_report_t = table_of(GeneratedReport)
 # ingest's record of its broker session
 broker_session_t = table_of(BrokerSession)
 

@@ -1,0 +1,168 @@
+"""Headings of the daily report in zh-CN (first) and English, shared by the XLSX and
+the printable page; and the rows both render, so the two always show the same cells."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from services.core.report_model import REPORTED_TYPES, AlertLine, DailyReport, ScopeReport
+
+Language = Literal["zh-CN", "en"]
+
+LABELS: dict[str, tuple[str, str]] = {
+    "title": ("社区防控日报", "Daily report"),
+    "date": ("日期", "Date"),
+    "timezone": ("时区", "Time zone"),
+    "window": ("统计时段 (UTC)", "Window (UTC)"),
+    "generated_at": ("生成时间", "Generated at"),
+    "scope": ("范围", "Scope"),
+    "community": ("全社区", "Whole community"),
+    "site_id": ("小区编号", "Site id"),
+    "site": ("小区", "Site"),
+    "checkpoints": ("检测点数", "Checkpoints"),
+    "passages": ("通行人次", "Passages"),
+    "persons": ("行人", "Persons"),
+    "vehicles": ("车辆", "Vehicles"),
+    "passages_in": ("进", "In"),
+    "passages_out": ("出", "Out"),
+    "screened_persons": ("已测温", "Screened persons"),
+    "temperature_coverage": ("测温覆盖率", "Temperature coverage"),
+    "registered": ("已登记", "Registered"),
+    "registration_coverage": ("登记覆盖率", "Registration coverage"),
+    "unregistered": ("未登记通行", "Unregistered passages"),
+    "quarantine_breaches": ("居家隔离人员通行", "Passages by quarantined people"),
+    "readings": ("体温读数", "Readings"),
+    "fevers": ("发热读数", "Fever readings"),
+    "staffing_coverage": ("值守覆盖率", "Staffing coverage"),
+    "unstaffed_minutes": ("缺岗分钟", "Unstaffed minutes"),
+    "device_uptime": ("设备在线率", "Device uptime"),
+    "offline_minutes": ("设备离线分钟", "Offline minutes"),
+    "alerts_opened": ("新告警", "Alerts opened"),
+    "fevers_open": ("未处置发热", "Fever cases open"),
+    "alert.fever": ("发热告警", "Fever alerts"),
+    "alert.unregistered_entry": ("未登记进入", "Unregistered entries"),
+    "alert.quarantine_breach": ("隔离违规", "Quarantine breaches"),
+    "alert.staffing_gap": ("值守缺岗", "Staffing gaps"),
+    "alert.device_offline": ("设备离线", "Device outages"),
+    "alert.unscreened_passage": ("未测温通行", "Unscreened passages"),
+    "id": ("告警编号", "Alert id"),
+    "type": ("类型", "Type"),
+    "severity": ("级别", "Severity"),
+    "checkpoint_id": ("检测点编号", "Checkpoint id"),
+    "opened_at": ("发生时间", "Opened at"),
+    "status": ("状态", "Status"),
+    "outcome": ("处置结果", "Outcome"),
+    "disposition": ("处置去向", "Disposition"),
+    "resolved_by": ("处置人", "Resolved by"),
+    "resolved_at": ("处置时间", "Resolved at"),
+    "summary": ("说明", "Summary"),
+    "sheet.overview": ("概况", "Overview"),
+    "sheet.sites": ("各小区", "Sites"),
+    "sheet.fevers": ("发热病例", "Fever cases"),
+    "sheet.events": ("异常事件", "Events"),
+}
+
+
+def label(key: str, language: Language = "zh-CN") -> str:
+    zh, en = LABELS.get(key, (key, key))
+    return zh if language == "zh-CN" else en
+
+
+# --- the rows ----------------------------------------------------------------------------
+# (key, kind): kind "text" for ids and codes, "ratio" for coverage, "number" otherwise
+Column = tuple[str, str]
+
+SCOPE_COLUMNS: tuple[Column, ...] = (
+    ("site_id", "text"),
+    ("site", "text"),
+    ("checkpoints", "number"),
+    ("passages", "number"),
+    ("persons", "number"),
+    ("vehicles", "number"),
+    ("passages_in", "number"),
+    ("passages_out", "number"),
+    ("screened_persons", "number"),
+    ("temperature_coverage", "ratio"),
+    ("registered", "number"),
+    ("registration_coverage", "ratio"),
+    ("unregistered", "number"),
+    ("quarantine_breaches", "number"),
+    ("readings", "number"),
+    ("fevers", "number"),
+    ("staffing_coverage", "ratio"),
+    ("unstaffed_minutes", "number"),
+    ("device_uptime", "ratio"),
+    ("offline_minutes", "number"),
+    ("alerts_opened", "number"),
+    *((f"alert.{name}", "number") for name in REPORTED_TYPES),
+    ("fevers_open", "number"),
+)
+
+ALERT_COLUMNS: tuple[Column, ...] = (
+    ("id", "text"),
+    ("type", "text"),
+    ("severity", "text"),
+    ("site_id", "text"),
+    ("checkpoint_id", "text"),
+    ("opened_at", "time"),
+    ("status", "text"),
+    ("outcome", "text"),
+    ("disposition", "text"),
+    ("resolved_by", "text"),
+    ("resolved_at", "time"),
+    ("summary", "text"),
+)
+
+
+def scope_row(scope: ScopeReport, language: Language = "zh-CN") -> tuple[Any, ...]:
+    cov = scope.coverage
+    name = scope.name_zh or scope.name if language == "zh-CN" else scope.name
+    values: dict[str, Any] = {
+        "site_id": scope.site_id or "",
+        "site": label("community", language) if scope.site_id is None else name,
+        "checkpoints": scope.checkpoints,
+        "unstaffed_minutes": cov.unstaffed_minutes,
+        "offline_minutes": cov.offline_minutes,
+        "fevers_open": scope.fevers_open,
+        **{f"alert.{name}": count for name, count in scope.alerts},
+    }
+    return tuple(
+        values[key] if key in values else getattr(cov, key) for key, _kind in SCOPE_COLUMNS
+    )
+
+
+def local_time(at: datetime | None, timezone: str) -> datetime | None:
+    """A naive local time (spreadsheets keep no zone); None stays None."""
+    return None if at is None else at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+
+
+def alert_row(line: AlertLine, timezone: str) -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "id": str(line.id),
+        "opened_at": local_time(line.opened_at, timezone),
+        "resolved_at": local_time(line.resolved_at, timezone),
+    }
+    return tuple(
+        values[key] if key in values else getattr(line, key) for key, _kind in ALERT_COLUMNS
+    )
+
+
+def overview_rows(report: DailyReport, language: Language = "zh-CN") -> list[tuple[str, Any, str]]:
+    """(heading, value, kind) of the overview: the day, then the community's figures."""
+    keys = [k for k, _ in SCOPE_COLUMNS]
+    row = dict(zip(keys, scope_row(report.community, language), strict=True))
+    window = f"{report.start.isoformat()} – {report.end.isoformat()}"
+    head: list[tuple[str, Any, str]] = [
+        (label("date", language), report.day.isoformat(), "text"),
+        (label("timezone", language), report.timezone, "text"),
+        (label("window", language), window, "text"),
+        (
+            label("generated_at", language),
+            local_time(report.generated_at, report.timezone),
+            "time",
+        ),
+    ]
+    skip = {"site_id", "site"}
+    return head + [(label(k, language), row[k], kind) for k, kind in SCOPE_COLUMNS if k not in skip]
