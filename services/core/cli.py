@@ -21,6 +21,11 @@ def register(subparsers: Any) -> None:
 
     seed = subparsers.add_parser("seed", help="load a registry into an empty database")
     seed.add_argument("--demo", action="store_true", help="the synthetic demo community")
+    seed.add_argument(
+        "--checklists",
+        action="store_true",
+        help="the default supervision checklists and teams (also loaded with --demo)",
+    )
     seed.add_argument("--seed", type=int, default=2020, help="random seed of the demo")
     seed.add_argument("--people", type=int, default=69_000, help="demo population")
     seed.add_argument(
@@ -89,10 +94,19 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
-    if not args.demo:
+    if not args.demo and not args.checklists:
         print("cpmon seed: say what to load: --demo (CSV import: see `cpmon registry import`)")
         return 2
     engine = get_engine(settings.database_url)
+    if args.checklists or args.demo:
+        from sqlmodel import Session
+
+        from services.core.supervision_templates import load_default_templates
+
+        with Session(engine) as session:
+            print(f"loaded {load_default_templates(session)} default checklists")
+        if not args.demo:
+            return 0
     if args.if_empty and not registry_is_empty(engine):
         print("cpmon seed: the registry already holds sites; nothing loaded")
         return 0

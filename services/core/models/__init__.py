@@ -24,6 +24,18 @@ from services.core.models.registry import (
 )
 from services.core.models.reports import GeneratedReport  # noqa: F401  (daily reports)
 from services.core.models.robots import RobotSend  # noqa: F401  (requests to group robots)
+from services.core.models.supervision import (  # noqa: F401  (checklists, inspections)
+    ChecklistItem,
+    ChecklistTemplate,
+    Enterprise,
+    Finding,
+    Inspection,
+    InspectionAttachment,
+    InspectionMark,
+    SupervisionTeam,
+    SupervisionVisit,
+    TeamMember,
+)
 
 __all__ = [
     "BrokerSession",
