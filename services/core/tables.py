@@ -45,6 +45,13 @@ from services.core.models.events import OPEN_PASSAGE as OPEN_PASSAGE  # with its
 from services.core.models.events import OPEN_READING as OPEN_READING
 from services.core.models.reports import GeneratedReport
 from services.core.models.robots import RobotSend
+from services.core.models.roster import (
+    FeverCase,
+    RosterShift,
+    ScreeningQuality,
+    StaffCheckpoint,
+    StaffingRequirement,
+)
 
 
 def table_of(model: Any) -> Table:
@@ -79,6 +86,12 @@ outbox_t = table_of(Outbox)
 attempt_t = table_of(DeliveryAttempt)
 watermark_t = table_of(Watermark)
 robot_send_t = table_of(RobotSend)
+# rosters, requirements, fever cases, screening quality
+staff_checkpoint_t = table_of(StaffCheckpoint)
+roster_t = table_of(RosterShift)
+requirement_t = table_of(StaffingRequirement)
+fever_case_t = table_of(FeverCase)
+screening_quality_t = table_of(ScreeningQuality)
 # API
 api_key_t = table_of(ApiKey)
 audit_t = table_of(AuditLog)

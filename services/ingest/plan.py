@@ -47,6 +47,8 @@ class RegistryView:
     vehicles: dict[str, tuple[int, bool]] = field(default_factory=dict)  # plate -> id, active
     quarantines: dict[int, list[QuarantineWindow]] = field(default_factory=dict)
     fever_thresholds: dict[str, float] = field(default_factory=dict)  # checkpoint -> °C
+    # the staff ids this batch's duty messages name that exist; None: not looked up
+    staff_ids: set[str] | None = None
 
 
 @dataclass(slots=True)
@@ -223,6 +225,9 @@ def add_duty(plan: BatchPlan, item: Accepted, ctx: RowContext) -> None:
         **times,
         "staff_id": duty.staff_id,
         "action": duty.action.value,
+        # an unknown id is stored for operators to see, never counted as staffing
+        "unknown_staff": ctx.registry.staff_ids is not None
+        and duty.staff_id not in ctx.registry.staff_ids,
     }
     plan.put(plan.duty_events, (item.checkpoint_id, duty.msg_id), row)
 

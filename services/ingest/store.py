@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 from services.core.enums import PassageKind, Registration
 from services.core.identity import hash_id, normalize_id, redact
 from services.core.models.registry import normalize_plate
-from services.core.protocol import EntryMessage
+from services.core.protocol import DutyMessage, EntryMessage
 from services.core.queries import one_of
 from services.core.tables import (
     checkpoint_t,
@@ -32,6 +32,7 @@ from services.core.tables import (
     quarantine_t,
     reading_t,
     site_t,
+    staff_t,
     state_t,
     vehicle_t,
 )
@@ -105,6 +106,10 @@ def load_registry(
             codes.add(entry.qr_pass)
     view = RegistryView(id_hashes=id_hashes, fever_thresholds=thresholds)
     dialect = conn.dialect.name
+    staff_named = {i.message.staff_id for i in accepted if isinstance(i.message, DutyMessage)}
+    if staff_named:
+        rows = conn.execute(select(staff_t.c.id).where(one_of(dialect, staff_t.c.id, staff_named)))
+        view.staff_ids = {row.id for row in rows}
     if id_hashes:
         rows = conn.execute(
             select(person_t.c.id_hash, person_t.c.id).where(
@@ -241,7 +246,8 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     outcome.duplicates += len(duty_rows) - len(inserted)
     outcome.stored["duty_event"] = len(inserted)
     newest("duty_event", (r.id for r in inserted))
-    update_presence(conn, [plan.duty_events[(r.checkpoint_id, r.msg_id)] for r in inserted])
+    counted = [plan.duty_events[(r.checkpoint_id, r.msg_id)] for r in inserted]
+    update_presence(conn, [row for row in counted if not row.get("unknown_staff")])
 
     status_rows = list(plan.status_events.values())
     inserted = insert_status_events(conn, status_rows)

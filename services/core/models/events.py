@@ -145,6 +145,9 @@ class DutyEvent(EventBase, table=True):
     id: int | None = Field(default=None, sa_column=_big_pk())
     staff_id: str = Field(max_length=64)
     action: str = Field(max_length=3)
+    unknown_staff: bool = Field(
+        default=False, description="No such staff member: kept, flagged, not counted"
+    )
 
 
 class DeviceStatusEvent(SQLModel, table=True):

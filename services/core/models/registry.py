@@ -78,6 +78,11 @@ class StaffBase(SQLModel):
     site_id: str | None = Field(default=None, foreign_key="site.id", max_length=64)
     role: str = Field(default="duty", max_length=20, description="duty | supervisor")
     active: bool = Field(default=True)
+    duty_role: str = Field(
+        default="community",
+        max_length=20,
+        description="community | police | medical | security | volunteer (roster.StaffRole)",
+    )
 
 
 class Staff(StaffBase, table=True):
