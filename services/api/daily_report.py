@@ -5,12 +5,14 @@ Coverage: `resolve_scope` and `coverage_series` of `GET /metrics/coverage` over 
 hour-aligned window of the local day, summed by `figures_of`: the figures equal the
 API's `total` for `from`/`to` = the day's start and end. Alerts: the rows
 `GET /alerts?from=...&to=...` lists (opening time in the window), of the reported
-types. Further sections (supervision, rosters) come from `section_builders`.
+types. Supervision and roster parts come from services/api/report_sections.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -19,19 +21,16 @@ from sqlmodel import Session
 
 from services.api import coverage as cov
 from services.api.coverage_queries import aligned_window, coverage_series
+from services.api.report_sections import REPORT_EXTRAS, Extras, ExtrasBuilder
 from services.api.routes.coverage import resolve_scope
 from services.core.report_model import (
     REPORTED_TYPES,
     AlertLine,
     DailyReport,
-    Section,
     day_window,
     scope_report,
 )
 from services.core.tables import alert_t, site_t
-
-# a further section: (connection, window start, window end, timezone) -> its table
-SectionBuilder = Callable[[Connection, datetime, datetime, str], Section | None]
 
 
 def coverage_figures(
@@ -72,26 +71,35 @@ def build_daily_report(
     day: date,
     timezone: str,
     now: datetime,
-    section_builders: Sequence[SectionBuilder] = (),
+    extras: Sequence[ExtrasBuilder] = REPORT_EXTRAS,
 ) -> DailyReport:
     """The report of the local `day` as the data stands at `now`."""
     start, end = aligned_window(*day_window(day, timezone))
     conn = session.connection()
-    lines = alert_lines(conn, start, end)
+    parts: list[Extras] = [build(conn, (start, end, day)) for build in extras]
+    decided = {k: v for part in parts for k, v in part.dispositions.items()}
+    lines = [
+        replace(line, disposition=decided[line.id]) if line.id in decided else line
+        for line in alert_lines(conn, start, end)
+    ]
+    per_site: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    everywhere: dict[str, float] = defaultdict(float)
+    for part in parts:
+        for site_id, figures_of_site in part.per_site.items():
+            for name, value in figures_of_site.items():
+                per_site[site_id][name] += value
+                everywhere[name] += value
     checkpoints, figures = coverage_figures(session, None, start, end, now)
-    community = scope_report(None, "community", "社区", checkpoints, figures, lines)
+    community = scope_report(None, "community", "社区", checkpoints, figures, lines, everywhere)
     sites = []
     site_rows = conn.execute(
         select(site_t.c.id, site_t.c.name, site_t.c.name_zh).order_by(site_t.c.id)
     ).all()
     for site_id, name, name_zh in site_rows:
         count, site_figures = coverage_figures(session, site_id, start, end, now)
-        sites.append(scope_report(site_id, name, name_zh, count, site_figures, lines))
-    sections = tuple(
-        section
-        for build in section_builders
-        if (section := build(conn, start, end, timezone)) is not None
-    )
+        sites.append(
+            scope_report(site_id, name, name_zh, count, site_figures, lines, per_site.get(site_id))
+        )
     return DailyReport(
         day=day,
         timezone=timezone,
@@ -101,5 +109,5 @@ def build_daily_report(
         community=community,
         sites=tuple(sites),
         alerts=tuple(lines),
-        sections=sections,
+        sections=tuple(section for part in parts for section in part.sections),
     )

@@ -17,6 +17,7 @@ from services.api.report_labels import (
     label,
     overview_rows,
     scope_row,
+    section_row,
 )
 from services.core.report_model import DailyReport, Section
 
@@ -52,13 +53,13 @@ def _table(
     )
 
 
-def _section(section: Section, language: Language) -> str:
+def _section(section: Section, language: Language, timezone: str) -> str:
     kinds = ["text" if c in section.text_columns else "value" for c in section.columns]
     return _table(
         label(f"sheet.{section.key}", language),
         [label(c, language) for c in section.columns],
         kinds,
-        section.rows,
+        [section_row(row, timezone) for row in section.rows],
     )
 
 
@@ -102,7 +103,7 @@ def render_html(report: DailyReport, stylesheet: str, language: Language = "zh-C
             alert_kinds,
             [alert_row(a, report.timezone) for a in events],
         ),
-        *(_section(section, language) for section in report.sections),
+        *(_section(section, language, report.timezone) for section in report.sections),
         "</body></html>",
     ]
     return "\n".join(parts)

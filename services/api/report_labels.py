@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from services.core.report_model import REPORTED_TYPES, AlertLine, DailyReport, ScopeReport
+from services.core.report_model import (
+    EXTRA_FIGURES,
+    REPORTED_TYPES,
+    AlertLine,
+    DailyReport,
+    ScopeReport,
+)
 
 Language = Literal["zh-CN", "en"]
 
@@ -62,6 +68,43 @@ LABELS: dict[str, tuple[str, str]] = {
     "sheet.sites": ("各小区", "Sites"),
     "sheet.fevers": ("发热病例", "Fever cases"),
     "sheet.events": ("异常事件", "Events"),
+    # supervision (issue 16) and rosters (issue 17)
+    "inspections": ("督查次数", "Inspections"),
+    "inspections_passed": ("督查合格", "Inspections passed"),
+    "findings": ("新发现问题", "Findings"),
+    "open_rectifications": ("待整改", "Open rectifications"),
+    "overdue_rectifications": ("逾期未整改", "Overdue rectifications"),
+    "enterprises_resumed": ("当日复工企业", "Enterprises resumed"),
+    "checked_same_day": ("当日核查", "Checked the same day"),
+    "hours_served": ("值守时长(小时)", "Hours served"),
+    "sheet.inspections": ("督查记录", "Inspections"),
+    "sheet.findings": ("问题整改", "Findings"),
+    "sheet.enterprises": ("复工企业", "Enterprises"),
+    "sheet.hours": ("值守时长", "Hours served"),
+    "sheet.hours_by_role": ("各岗位时长", "Hours by role"),
+    "sheet.fever_dispositions": ("发热处置", "Fever dispositions"),
+    "kind": ("类别", "Kind"),
+    "team_id": ("督查组", "Team"),
+    "enterprise_id": ("企业编号", "Enterprise id"),
+    "template": ("清单", "Checklist"),
+    "inspected_at": ("督查时间", "Inspected at"),
+    "passed": ("合格", "Passed"),
+    "signer_name": ("责任人签字", "Signed by"),
+    "inspection_id": ("督查编号", "Inspection id"),
+    "item_code": ("检查项", "Item"),
+    "deadline": ("整改期限", "Deadline"),
+    "reason": ("原因", "Reason"),
+    "name": ("名称", "Name"),
+    "credit_code": ("统一社会信用代码", "Unified social credit code"),
+    "staff_id": ("工号", "Staff id"),
+    "duty_role": ("岗位", "Role"),
+    "hours": ("小时", "Hours"),
+    "fever_at": ("发热时间", "Fever at"),
+    "temp_c": ("体温", "Temperature"),
+    "recheck_temp_c": ("复测体温", "Re-check temperature"),
+    "decided_by": ("决定人", "Decided by"),
+    "decided_at": ("决定时间", "Decided at"),
+    "minutes_to_disposition": ("处置用时(分钟)", "Minutes to disposition"),
 }
 
 
@@ -98,6 +141,7 @@ SCOPE_COLUMNS: tuple[Column, ...] = (
     ("alerts_opened", "number"),
     *((f"alert.{name}", "number") for name in REPORTED_TYPES),
     ("fevers_open", "number"),
+    *((name, "number") for name in EXTRA_FIGURES),
 )
 
 ALERT_COLUMNS: tuple[Column, ...] = (
@@ -126,6 +170,7 @@ def scope_row(scope: ScopeReport, language: Language = "zh-CN") -> tuple[Any, ..
         "unstaffed_minutes": cov.unstaffed_minutes,
         "offline_minutes": cov.offline_minutes,
         "fevers_open": scope.fevers_open,
+        **{name: scope.figure(name) for name in EXTRA_FIGURES},
         **{f"alert.{name}": count for name, count in scope.alerts},
     }
     return tuple(
@@ -136,6 +181,11 @@ def scope_row(scope: ScopeReport, language: Language = "zh-CN") -> tuple[Any, ..
 def local_time(at: datetime | None, timezone: str) -> datetime | None:
     """A naive local time (spreadsheets keep no zone); None stays None."""
     return None if at is None else at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+
+
+def section_row(values: tuple[Any, ...], timezone: str) -> tuple[Any, ...]:
+    """A section's row with its times local and naive, as the alert rows have them."""
+    return tuple(local_time(v, timezone) if isinstance(v, datetime) else v for v in values)
 
 
 def alert_row(line: AlertLine, timezone: str) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -24,6 +25,7 @@ from services.api.report_labels import (
     label,
     overview_rows,
     scope_row,
+    section_row,
 )
 from services.core.report_model import DailyReport, Section
 
@@ -73,10 +75,18 @@ def _table(
     sheet.freeze_panes = "A2"
 
 
-def _section_sheet(book: Workbook, section: Section, language: Language) -> None:
+def _section_sheet(book: Workbook, section: Section, language: Language, timezone: str) -> None:
     sheet = book.create_sheet(sheet_title(label(f"sheet.{section.key}", language)))
-    kinds = ["text" if c in section.text_columns else "value" for c in section.columns]
-    _table(sheet, [label(c, language) for c in section.columns], kinds, section.rows)
+    rows = [section_row(row, timezone) for row in section.rows]
+    kinds = [
+        "text"
+        if c in section.text_columns
+        else "time"
+        if any(isinstance(row[k], datetime) for row in rows)
+        else "value"
+        for k, c in enumerate(section.columns)
+    ]
+    _table(sheet, [label(c, language) for c in section.columns], kinds, rows)
 
 
 def workbook(report: DailyReport, language: Language = "zh-CN") -> Workbook:
@@ -107,7 +117,7 @@ def workbook(report: DailyReport, language: Language = "zh-CN") -> Workbook:
         sheet = book.create_sheet(sheet_title(label(key, language)))
         _table(sheet, alert_headings, alert_kinds, [alert_row(a, report.timezone) for a in lines])
     for section in report.sections:
-        _section_sheet(book, section, language)
+        _section_sheet(book, section, language, report.timezone)
     return book
 
 

@@ -27,6 +27,19 @@ REPORTED_TYPES = (
 )
 
 
+# figures a site gets from supervision and rosters (services/api/report_sections.py)
+EXTRA_FIGURES = (
+    "inspections",
+    "inspections_passed",
+    "findings",
+    "open_rectifications",
+    "overdue_rectifications",
+    "enterprises_resumed",
+    "checked_same_day",
+    "hours_served",
+)
+
+
 class FutureDay(ValueError):
     """A report of a day that has not begun yet."""
 
@@ -156,9 +169,13 @@ class ScopeReport:
     alerts: tuple[tuple[str, int], ...]  # opened alerts per type of REPORTED_TYPES
     fevers_resolved: int
     fevers_open: int
+    figures: tuple[tuple[str, float], ...] = ()  # of EXTRA_FIGURES
 
     def alerts_of(self, alert_type: str) -> int:
         return dict(self.alerts).get(alert_type, 0)
+
+    def figure(self, name: str) -> float:
+        return dict(self.figures).get(name, 0)
 
 
 def tally(lines: Iterable[AlertLine]) -> tuple[tuple[str, int], ...]:
@@ -173,6 +190,7 @@ def scope_report(
     checkpoints: int,
     figures: Mapping[str, Any],
     lines: Iterable[AlertLine],
+    extra: Mapping[str, float] | None = None,
 ) -> ScopeReport:
     """One scope's section from its coverage figures and the day's alert lines (all of
     them: those of other sites are left out here)."""
@@ -187,6 +205,7 @@ def scope_report(
         alerts=tally(mine),
         fevers_resolved=sum(1 for line in fevers if line.status == "resolved"),
         fevers_open=sum(1 for line in fevers if line.status != "resolved"),
+        figures=tuple((name, round((extra or {}).get(name, 0), 2)) for name in EXTRA_FIGURES),
     )
 
 
@@ -222,6 +241,7 @@ class DailyReport:
         body: dict[str, Any] = _jsonable(asdict(self))
         for scope in (body["community"], *body["sites"]):
             scope["alerts"] = dict(scope["alerts"])  # {type: count}
+            scope["figures"] = dict(scope["figures"])
         return body
 
     def headline(self) -> dict[str, Any]:
@@ -241,6 +261,10 @@ class DailyReport:
             "quarantine_breaches": self.community.alerts_of("quarantine_breach"),
             "staffing_gaps": self.community.alerts_of("staffing_gap"),
             "device_outages": self.community.alerts_of("device_offline"),
+            "inspections": self.community.figure("inspections"),
+            "open_rectifications": self.community.figure("open_rectifications"),
+            "enterprises_resumed": self.community.figure("enterprises_resumed"),
+            "checked_same_day": self.community.figure("checked_same_day"),
             "sites": len(self.sites),
         }
 
