@@ -226,6 +226,8 @@ def upgrade() -> None:
         sa.Column("system_verdict", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
         sa.Column("system_value", sa.Float(), nullable=True),
         sa.Column("disagreement", sa.Boolean(), nullable=False),
+        sa.Column("fixed_on_spot", sa.Boolean(), nullable=False),
+        sa.Column("deadline", services.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["inspection_id"],
             ["inspection.id"],

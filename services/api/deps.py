@@ -142,3 +142,6 @@ OfficerKey = Annotated[Actor, Depends(require_roles(Role.OFFICER))]
 AlertActorKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER, Role.DUTY))]
 AlertManagerKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER))]
 RegistryReaderKey = Annotated[Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER))]
+InspectorKey = Annotated[
+    Actor, Depends(require_roles(Role.ADMIN, Role.OFFICER, Role.INSPECTOR))
+]  # supervision: file inspections; officers and admins see all

@@ -76,6 +76,7 @@ class Role(StrEnum):
     OFFICER = "officer"  # contact tracing, alerts
     DUTY = "duty"  # acknowledge alerts at their own checkpoints
     VIEWER = "viewer"  # read-only board and metrics
+    INSPECTOR = "inspector"  # files supervision inspections (sees its own)
 
 
 ROLE_NAMES = " | ".join(Role)

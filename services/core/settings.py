@@ -260,6 +260,28 @@ class Settings(BaseSettings):
         "stay. 0 keeps everything (not for personal data: keep it no longer than needed).",
     )
 
+    # --- supervision (standardized checklists, docs/supervision.md) -----------------
+    supervision_lookback_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description="The look-back plan visits every residential compound and industrial "
+        "park at least once in this many days.",
+    )
+    supervision_pass_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="A sensor-judged checklist item passes when its coverage figure for the "
+        "period since the last inspection reaches this ratio (the article's 100 %).",
+    )
+    supervision_image_max_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        le=8 * 1024 * 1024,
+        description="Largest signature or photo PNG an inspection accepts.",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

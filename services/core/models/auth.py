@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 from services.core.db import UTCDateTime, utcnow
 from services.core.enums import ROLE_NAMES
 
-ROLES = ("admin", "officer", "duty", "viewer")
+ROLES = ("admin", "officer", "duty", "viewer", "inspector")
 
 
 class ApiKeyBase(SQLModel):

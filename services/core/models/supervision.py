@@ -155,7 +155,7 @@ class EnterpriseBase(SQLModel):
         min_length=18,
         max_length=18,
         description="Unified social credit code (统一社会信用代码), check digit verified",
-        schema_extra={"examples": ["91440300MA5G0KUF4X"]},
+        schema_extra={"examples": ["91440300MA5G0KUF48"]},
     )
     address: str | None = Field(default=None, max_length=300)
     site_id: str = Field(foreign_key="site.id", max_length=64, index=True)
@@ -283,6 +283,10 @@ class InspectionMark(SQLModel, table=True):
     )
     system_value: float | None = Field(default=None, description="The coverage ratio judged")
     disagreement: bool = Field(default=False, description="Inspector √ while the data says ×")
+    fixed_on_spot: bool = Field(default=False, description="× fixed during the visit")
+    deadline: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="× to be fixed by then"
+    )
 
 
 class InspectionAttachment(SQLModel, table=True):
@@ -336,6 +340,8 @@ class InspectionMarkPublic(SQLModel):
     item_code: str
     mark: str
     reason: str | None
+    fixed_on_spot: bool
+    deadline: datetime | None
     system_verdict: str | None
     system_value: float | None
     disagreement: bool
