@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from services.alerts import store
+from services.alerts import fever_cases, store
 from services.alerts.event_rules import (
     SENSOR_FAULT_WINDOW,
     AlertType,
@@ -124,7 +124,10 @@ class Processor:
     # --- handlers ------------------------------------------------------------------
     def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool = True) -> Any:
         delay = escalation_delay(finding.severity, self.thresholds)
-        return store.raise_alert(conn, finding, now, delay, repeat=repeat)
+        raised = store.raise_alert(conn, finding, now, delay, repeat=repeat)
+        if raised is not None and raised.created and finding.type == AlertType.FEVER:
+            fever_cases.open_case(conn, raised.alert_id, finding, now, self.recheck_window)
+        return raised
 
     def _passages(self, conn: Connection, rows: list[Any], now: datetime) -> None:
         linked: list[tuple[Any, str]] = []
@@ -214,7 +217,11 @@ class Processor:
         for fact in normal:
             for fever in fevers:
                 if is_normal_recheck(fever, fact, self.recheck_window):
-                    note = f"re-check {fact.temp_c:.1f} °C (reading {fact.id})"
+                    # a fever resolves only with a disposition and who decided it
+                    decided_by = fever_cases.record_recheck(conn, fever.alert_id, fact, now)
+                    if decided_by is None:
+                        continue
+                    note = f"re-check {fact.temp_c:.1f} °C (reading {fact.id}) by {decided_by}"
                     store.resolve_keys_by_id(conn, fever.alert_id, now, "recheck_normal", note)
 
 

@@ -25,11 +25,20 @@ SEVERITY: dict[AlertType, Severity] = {
     AlertType.UNSCREENED_PASSAGE: Severity.WARNING,
     AlertType.SENSOR_FAULT: Severity.WARNING,
     AlertType.CLOCK_SKEW: Severity.WARNING,
+    AlertType.NO_SHOW: Severity.MAJOR,
+    AlertType.LEFT_POST: Severity.MAJOR,
+    AlertType.SCREENING_SUSPECT: Severity.MAJOR,
 }
 
 # Conditions: they hold while a state lasts and resolve themselves when it ends.
 CONDITION_TYPES = frozenset(
-    {AlertType.STAFFING_GAP, AlertType.DEVICE_OFFLINE, AlertType.CLOCK_SKEW}
+    {
+        AlertType.STAFFING_GAP,
+        AlertType.DEVICE_OFFLINE,
+        AlertType.CLOCK_SKEW,
+        AlertType.NO_SHOW,
+        AlertType.LEFT_POST,
+    }
 )
 
 SENSOR_FAULT_COUNT = 3  # implausible readings at one checkpoint ...

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from services.alerts import outbox, signing
+from services.alerts import fever_cases, outbox, signing
 from services.alerts.announce import ANNOUNCEMENTS
 from services.alerts.robots import common as robots
 from services.alerts.store import add_history, alert_t, resolve_open, silence_t
@@ -111,19 +111,30 @@ def resolve(
     outcome: str,
     note: str | None = None,
     now: datetime | None = None,
+    decided_by: str | None = None,
 ) -> Alert:
-    """Close an alert with what was done (e.g. `sent_to_fever_clinic`, `false_alarm`)."""
+    """Close an alert with what was done (e.g. `sent_to_fever_clinic`, `false_alarm`).
+    A fever alert is a case: its outcome must be a disposition from the fixed list,
+    recorded with the staff member who decided (`decided_by`, else the actor)."""
     outcome = outcome.strip()
     if not outcome or len(outcome) > 64:
         raise InvalidTransition("an outcome of 1-64 characters is required")
     if note is not None and len(note) > 1000:
         raise InvalidTransition("a note is at most 1000 characters")
-    resolved = resolve_open(
-        session.connection(), alert_t.c.id == alert_id, now or utcnow(), actor, outcome, note
-    )
+    conn = session.connection()
+    alert_type = conn.execute(select(alert_t.c.type).where(alert_t.c.id == alert_id)).scalar()
+    fever = alert_type == AlertType.FEVER.value
+    if fever and outcome not in fever_cases.DISPOSITIONS:
+        raise InvalidTransition(
+            "a fever is resolved with a disposition: " + ", ".join(sorted(fever_cases.DISPOSITIONS))
+        )
+    moment = now or utcnow()
+    resolved = resolve_open(conn, alert_t.c.id == alert_id, moment, actor, outcome, note)
     if not resolved:
         status = _status_of(session, alert_id)
         raise InvalidTransition(f"alert {alert_id} is already {status}")
+    if fever:
+        fever_cases.decide(conn, alert_id, outcome, decided_by or actor, moment)
     return _load(session, alert_id)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, select
 from services.alerts import store
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.roster_timers import with_roster
 from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
@@ -35,6 +36,8 @@ RESOLVED_BY = {
     AlertType.STAFFING_GAP: "staff_on_duty",
     AlertType.DEVICE_OFFLINE: "device_online",
     AlertType.CLOCK_SKEW: "clock_ok",
+    AlertType.NO_SHOW: "on_duty_or_shift_over",
+    AlertType.LEFT_POST: "post_covered_or_shift_over",
 }
 
 
@@ -119,7 +122,9 @@ class Timers:
 
     def _conditions(self, conn: Connection, now: datetime, report: TimerReport) -> None:
         checkpoints = load_checkpoints(conn)
-        holding = conditions(checkpoints, now, self.thresholds)
+        holding = with_roster(
+            conn, now, self.thresholds, conditions(checkpoints, now, self.thresholds)
+        )
         for finding in holding:
             raised = self._raise(conn, finding, now, repeat=False)
             if raised is not None and raised.created:

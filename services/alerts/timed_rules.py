@@ -24,6 +24,10 @@ class Thresholds:
     clock_skew_s: float
     screening_window: timedelta
     escalate: dict[str, timedelta]  # per severity
+    # the roster rules (roster_rules.py) and the local day their requirements live in
+    no_show_after: timedelta = timedelta(minutes=15)
+    left_post_grace: timedelta = timedelta(minutes=10)
+    timezone: str = "Asia/Shanghai"
 
     @classmethod
     def from_settings(cls, s: Settings) -> Thresholds:
@@ -37,6 +41,9 @@ class Thresholds:
                 Severity.MAJOR: timedelta(seconds=s.escalate_major_s),
                 Severity.WARNING: timedelta(seconds=s.escalate_warning_s),
             },
+            no_show_after=timedelta(seconds=s.no_show_after_s),
+            left_post_grace=timedelta(seconds=s.left_post_grace_s),
+            timezone=s.timezone,
         )
 
 

@@ -23,6 +23,7 @@ from services.api.routes import (
     coverage,
     dead_letters,
     enterprises,
+    fever_cases,
     findings,
     health,
     inspections,
@@ -32,6 +33,7 @@ from services.api.routes import (
     registry,
     registry_import,
     reports,
+    roster,
     supervision_plan,
     supervision_teams,
     tracing,
@@ -144,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inspections,
         findings,
         supervision_plan,
+        roster,
+        fever_cases,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -333,3 +333,9 @@ def import_csv(
         if on_commit is not None:
             on_commit(conn, result)
     return result
+
+
+# rosters and the checkpoints staff may serve import the same way (roster_import.py)
+from services.core import roster_import  # noqa: E402
+
+roster_import.register()

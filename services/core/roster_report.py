@@ -34,7 +34,7 @@ from services.core.tables import (
 DUTY_LOOKBACK = timedelta(hours=24)
 
 
-def _aware(value: Any) -> datetime:
+def aware(value: Any) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo("UTC"))
 
@@ -76,29 +76,42 @@ def duty_facts(
     if checkpoint_id is not None:
         query = query.where(duty_t.c.checkpoint_id == checkpoint_id)
     return [
-        DutyFact(r.checkpoint_id, r.staff_id, _aware(r.ts), r.action == "on")
+        DutyFact(r.checkpoint_id, r.staff_id, aware(r.ts), r.action == "on")
         for r in conn.execute(query)
     ]
 
 
-def staffing_timelines(
-    conn: Connection, start: datetime, end: datetime, tz: ZoneInfo
-) -> dict[str, list[Segment]]:
-    """Every active checkpoint's staffing timeline over [start, end)."""
-    reqs = load_requirements(conn)
-    roles = staff_roles(conn)
+Periods = dict[str, dict[str, list[tuple[datetime, datetime]]]]
+
+
+def duty_periods(conn: Connection, start: datetime, end: datetime) -> Periods:
+    """checkpoint -> staff -> periods on duty within [start, end) (counted events)."""
     periods = on_duty_intervals(duty_facts(conn, start, end), start - DUTY_LOOKBACK, end)
-    by_cp: dict[str, dict[str, list[tuple[datetime, datetime]]]] = defaultdict(dict)
+    by_cp: Periods = defaultdict(dict)
     for (cp_id, staff_id), spans in periods.items():
         clipped = [(max(a, start), b) for a, b in spans if b > start]
         if clipped:
             by_cp[cp_id][staff_id] = clipped
+    return by_cp
+
+
+def staffing_timelines(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    periods: Periods | None = None,
+) -> dict[str, list[Segment]]:
+    """Every active checkpoint's staffing timeline over [start, end)."""
+    reqs = load_requirements(conn)
+    roles = staff_roles(conn)
+    by_cp = periods if periods is not None else duty_periods(conn, start, end)
     out: dict[str, list[Segment]] = {}
     for row in conn.execute(
         select(checkpoint_t.c.id, checkpoint_t.c.min_staff).where(checkpoint_t.c.active.is_(True))
     ):
         cp = CheckpointStaffing(
-            row.id, requirements_for(reqs, row.id), row.min_staff, by_cp[row.id]
+            row.id, requirements_for(reqs, row.id), row.min_staff, by_cp.get(row.id, {})
         )
         out[row.id] = timeline(cp, roles, start, end, tz)
     return out
@@ -173,12 +186,12 @@ def fever_dispositions(
         FeverDispositionRow(
             r.alert_id,
             r.checkpoint_id,
-            _aware(r.fever_at),
+            aware(r.fever_at),
             r.temp_c,
             r.recheck_temp_c,
             r.disposition,
             r.decided_by,
-            _aware(r.decided_at) if r.decided_at is not None else None,
+            aware(r.decided_at) if r.decided_at is not None else None,
         )
         for r in conn.execute(query)
     ]

@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     device_silence_s: int = Field(default=90)
     clock_skew_alert_s: int = Field(default=120)
     recheck_window_s: int = Field(default=600)
+    no_show_after_s: int = Field(
+        default=900,
+        ge=0,
+        description="A rostered person not on duty this long into the shift: no_show.",
+    )
+    left_post_grace_s: int = Field(
+        default=600,
+        ge=0,
+        description="left_post: gone this long, having left at least this long before the "
+        "shift's end, with fewer on duty than rostered.",
+    )
     escalate_critical_s: int = Field(default=120)
     escalate_major_s: int = Field(default=600)
     escalate_warning_s: int = Field(default=1800)

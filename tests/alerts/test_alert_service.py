@@ -57,7 +57,13 @@ def test_fever_opens_one_alert_per_person_and_a_normal_recheck_resolves_it(
     assert alerts(seeded_engine, "fever")[0].occurrences == 2
 
     p2 = add_passage(seeded_engine, ts=T0 + timedelta(minutes=5))
-    add_reading(seeded_engine, ts=T0 + timedelta(minutes=5), temp_c=36.6, passage_id=p2)
+    add_reading(
+        seeded_engine,
+        ts=T0 + timedelta(minutes=5),
+        temp_c=36.6,
+        passage_id=p2,
+        operator="st-001-1",  # the handheld names who re-checked: the case is decided
+    )
     clock.advance(300)
     service.process()
     (fever,) = alerts(seeded_engine, "fever")
@@ -75,8 +81,16 @@ def test_recheck_by_entry_msg_id_and_not_after_the_window(
     add_reading(seeded_engine, temp_c=38.0, entry_msg_id="gate-1")
     add_reading(seeded_engine, cp="cp-002", temp_c=38.0, entry_msg_id="gate-2")
     service.process()
-    add_reading(seeded_engine, ts=T0 + timedelta(minutes=3), entry_msg_id="gate-1")
-    add_reading(seeded_engine, cp="cp-002", ts=T0 + timedelta(minutes=11), entry_msg_id="gate-2")
+    add_reading(
+        seeded_engine, ts=T0 + timedelta(minutes=3), entry_msg_id="gate-1", operator="st-001-1"
+    )
+    add_reading(
+        seeded_engine,
+        cp="cp-002",
+        ts=T0 + timedelta(minutes=11),
+        entry_msg_id="gate-2",
+        operator="st-002-1",
+    )
     service.process()
     by_cp = {a.checkpoint_id: a for a in alerts(seeded_engine, "fever")}
     assert by_cp["cp-001"].outcome == "recheck_normal"

@@ -66,7 +66,7 @@ def test_alert_lifecycle_with_roles_and_duty_scope(
     )
     resolved = client.post(
         f"/api/v1/alerts/{here}/resolve",
-        json={"outcome": "sent_to_fever_clinic", "note": "38.1 again"},
+        json={"outcome": "sent_to_fever_clinic", "note": "38.1 again", "decided_by": "st-001-1"},
         headers=bearer(api_keys["officer"]),
     )
     assert resolved.json()["status"] == "resolved" and resolved.json()["outcome"] == (

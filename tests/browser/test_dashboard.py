@@ -142,6 +142,7 @@ def test_a_fever_published_over_mqtt_reaches_the_live_feed_and_is_acknowledged_a
         form = item.locator("form.resolve-form")
         form.locator("select[name=outcome]").select_option("sent_to_fever_clinic")
         form.locator("input[name=note]").fill("送华侨城医院发热门诊")
+        form.locator("input[name=decided_by]").fill("st-020-1")  # a fever is a case
         # another alert arrives while the officer is typing: the feed re-renders, and
         # what was chosen and typed must survive it
         pipe.device.fever("cp-021", 38.2)

@@ -31,6 +31,9 @@ TYPES = {
     "unscreened_passage": ("通行未测温", "Unscreened passage"),
     "sensor_fault": ("测温设备故障", "Sensor fault"),
     "clock_skew": ("设备时钟偏差", "Clock skew"),
+    "no_show": ("排班人员未到岗", "No-show"),
+    "left_post": ("值守人员提前离岗", "Left post"),
+    "screening_suspect": ("测温疑似走过场", "Screening suspect"),
 }
 SEVERITIES = {
     "critical": ("紧急", "Critical"),

@@ -37,6 +37,7 @@ from services.api.pagination import keyset_page
 from services.api.params import CursorParam, FromParam, LimitParam, ToParam, check_window
 from services.api.privacy import check_scope, scope_conditions, sees_full_ids, shown
 from services.api.routes.common import IntId, commit_audited, get_or_404
+from services.api.routes.fever_cases import check_fever_resolution
 from services.api.schemas import Page
 from services.core.db import utcnow
 from services.core.models import Checkpoint, Site
@@ -76,6 +77,11 @@ class Resolution(BaseModel):
         min_length=1, max_length=64, examples=["sent_to_fever_clinic", "false_alarm"]
     )
     note: str | None = Field(default=None, max_length=1000)
+    decided_by: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Fever alerts: the staff id of who decided the disposition (required)",
+    )
 
 
 # --- the live feed (declared before /alerts/{alert_id}) ------------------------------
@@ -280,9 +286,18 @@ def acknowledge_alert(
 def resolve_alert(
     alert_id: IntId, body: Resolution, session: SessionDep, actor: AlertManagerKey
 ) -> Alert:
-    get_or_404(session, Alert, alert_id, "alert")
+    alert: Alert = get_or_404(session, Alert, alert_id, "alert")
+    if alert.type == AlertType.FEVER:
+        check_fever_resolution(session, body.outcome, body.decided_by)
     try:
-        updated = lifecycle.resolve(session, alert_id, actor_name(actor), body.outcome, body.note)
+        updated = lifecycle.resolve(
+            session,
+            alert_id,
+            actor_name(actor),
+            body.outcome,
+            body.note,
+            decided_by=body.decided_by,
+        )
     except lifecycle.InvalidTransition as exc:
         raise ApiProblem(409, str(exc), "invalid-transition") from None
     commit_audited(session, actor, "alert.resolve", f"alert/{alert_id}", body.model_dump())

@@ -103,6 +103,9 @@ class StaffUpdate(BaseModel):
     site_id: str | None = Field(default=None, max_length=64)
     role: str | None = Field(default=None, pattern="^(duty|supervisor)$")
     active: bool | None = None
+    duty_role: str | None = Field(
+        default=None, pattern="^(community|police|medical|security|volunteer)$"
+    )
 
 
 @router.get("/staff", response_model=list[StaffPublic], responses=ERRORS)
@@ -134,7 +137,7 @@ def update_staff(
     row: Staff = get_or_404(session, Staff, staff_id, "staff member")
     changes = body.model_dump(exclude_unset=True)
     must_exist(session, Site, changes.get("site_id"), "body.site_id")
-    apply_changes(session, row, changes, {"name", "role", "active"})
+    apply_changes(session, row, changes, {"name", "role", "active", "duty_role"})
     commit_audited(session, actor, "staff.update", f"staff/{staff_id}", changes, row)
     return row
 

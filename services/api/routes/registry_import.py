@@ -44,13 +44,24 @@ async def read_limited(request: Request, limit: int) -> bytes:
             "person_id; vehicles: plate[,owner_id_number|owner_person_id,site_id,"
             "description,active]; sites: id,name[,name_zh,kind]; checkpoints: id,site_id,"
             "name[,name_zh,min_staff,integrated_thermometer,active]; staff: id,name[,"
-            "site_id,role,active].",
+            "site_id,role,active,duty_role]; rosters: checkpoint_id,staff_id,starts_at,"
+            "ends_at[,label] (times with their offset); staff_checkpoints: staff_id,"
+            "checkpoint_id.",
             "content": {"text/csv": {"schema": {"type": "string"}, "example": EXAMPLE}},
         }
     },
 )
 async def import_registry(
-    entity: Literal["sites", "checkpoints", "staff", "people", "passes", "vehicles"],
+    entity: Literal[
+        "sites",
+        "checkpoints",
+        "staff",
+        "people",
+        "passes",
+        "vehicles",
+        "rosters",
+        "staff_checkpoints",
+    ],
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,

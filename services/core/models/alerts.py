@@ -35,6 +35,9 @@ class AlertType(StrEnum):
     UNSCREENED_PASSAGE = "unscreened_passage"
     SENSOR_FAULT = "sensor_fault"
     CLOCK_SKEW = "clock_skew"
+    NO_SHOW = "no_show"
+    LEFT_POST = "left_post"
+    SCREENING_SUSPECT = "screening_suspect"
 
 
 class Severity(StrEnum):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UTCDateTime, utcnow
+from services.core.models.roster import STAFF_ROLE_NAMES, StaffRole
 
 SLUG = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -91,6 +93,13 @@ class Staff(StaffBase, table=True):
 
 class StaffCreate(StaffBase):
     id: str = Field(max_length=64, regex=SLUG)
+
+    @field_validator("duty_role")
+    @classmethod
+    def _known_duty_role(cls, value: str) -> str:
+        if value not in {r.value for r in StaffRole}:
+            raise ValueError(f"not a duty role ({STAFF_ROLE_NAMES})")
+        return value
 
 
 class StaffPublic(StaffBase):

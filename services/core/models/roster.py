@@ -41,9 +41,9 @@ class FeverDisposition(StrEnum):
     """How a fever case ended: the fixed list a resolve must choose from."""
 
     RECHECK_NORMAL = "recheck_normal"  # the handheld re-check was normal
-    FEVER_CLINIC = "fever_clinic"  # escorted / sent to the fever clinic
+    SENT_TO_FEVER_CLINIC = "sent_to_fever_clinic"  # escorted / sent to the fever clinic
     CALLED_120 = "called_120"  # ambulance called
-    HEALTH_STATION = "health_station"  # sent to the community health station
+    SENT_TO_HEALTH_STATION = "sent_to_health_station"  # the community health station
     HOME_OBSERVATION = "home_observation"  # sent home under observation (re-check later)
 
 

@@ -15,6 +15,14 @@ export const OUTCOMES = [
   "handled_on_site",
   "reported_upward",
 ];
+// a fever is a case: it closes only with one of these, and who decided (issue 17)
+export const FEVER_DISPOSITIONS = [
+  "sent_to_fever_clinic",
+  "recheck_normal",
+  "called_120",
+  "sent_to_health_station",
+  "home_observation",
+];
 
 export class AlertFeed {
   constructor({ list, status, banner, permissions, checkpointName, onChange, onError }) {
@@ -229,21 +237,26 @@ export class AlertFeed {
     const outcome = el(
       "select",
       { name: "outcome", required: true, "aria-label": t("feed.outcome"), onchange: () => { draft.outcome = outcome.value; } },
-      OUTCOMES.map((value) => el("option", { value }, t(`outcome.${value}`))),
+      (alert.type === "fever" ? FEVER_DISPOSITIONS : OUTCOMES).map((value) => el("option", { value }, t(`outcome.${value}`))),
     );
     const note = el("input", { name: "note", type: "text", maxlength: 1000, placeholder: t("feed.note"), "aria-label": t("feed.note"), oninput: () => { draft.note = note.value; } });
+    const decidedBy = alert.type === "fever"
+      ? el("input", { name: "decided_by", type: "text", required: true, maxlength: 64, placeholder: t("feed.decided_by"), "aria-label": t("feed.decided_by"), oninput: () => { draft.decidedBy = decidedBy.value; } })
+      : null;
     if (draft.outcome) outcome.value = draft.outcome;
     note.value = draft.note;
+    if (decidedBy) decidedBy.value = draft.decidedBy || "";
     return el(
       "form",
       {
         class: "resolve-form",
         onsubmit: (event) => {
           event.preventDefault();
-          this.resolve(alert.id, outcome.value, note.value.trim());
+          this.resolve(alert.id, outcome.value, note.value.trim(), decidedBy ? decidedBy.value.trim() : null);
         },
       },
       el("label", {}, t("feed.outcome"), outcome),
+      decidedBy,
       note,
       el("div", { class: "feed-actions" },
         el("button", { type: "submit", class: "confirm" }, t("feed.confirm_resolve")),
@@ -267,9 +280,9 @@ export class AlertFeed {
     }
   }
 
-  async resolve(id, outcome, note) {
+  async resolve(id, outcome, note, decidedBy) {
     try {
-      const updated = await api.resolve(id, outcome, note);
+      const updated = await api.resolve(id, outcome, note, decidedBy);
       this.resolving = null;
       this.store(updated);
     } catch (error) {

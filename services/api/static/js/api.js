@@ -85,8 +85,11 @@ export const api = {
   alert: (id) => request(`/alerts/${id}`),
   acknowledge: (id, note) =>
     request(`/alerts/${id}/acknowledge`, { method: "POST", body: { note: note || null } }),
-  resolve: (id, outcome, note) =>
-    request(`/alerts/${id}/resolve`, { method: "POST", body: { outcome, note: note || null } }),
+  resolve: (id, outcome, note, decidedBy) =>
+    request(`/alerts/${id}/resolve`, {
+      method: "POST",
+      body: { outcome, note: note || null, decided_by: decidedBy || null },
+    }),
 };
 
 export function streamUrl(key, after) {
