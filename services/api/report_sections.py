@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, or_, select
 from services.core.models.supervision import ChecklistTemplate, Enterprise, Finding, Inspection
 from services.core.report_model import Section
 from services.core.roster_report import fever_dispositions, hours_by_role, hours_served
-from services.core.tables import checkpoint_t, table_of
+from services.core.tables import alert_t, checkpoint_t, fever_case_t, table_of
 
 inspection_t = table_of(Inspection)
 finding_t = table_of(Finding)
@@ -175,7 +175,15 @@ def roster_extras(conn: Connection, window: Window) -> Extras:
         ),
         frozenset({"id", "checkpoint_id", "decided_by"}),
     )  # fmt: skip
-    decided = {c.alert_id: c.disposition for c in cases if c.disposition is not None}
+    # the fever lines are alerts opened in the day (their reading may be older)
+    f, a = fever_case_t.c, alert_t.c
+    decided = dict(
+        conn.execute(
+            select(f.alert_id, f.disposition)
+            .join(alert_t, a.id == f.alert_id)
+            .where(a.opened_at >= start, a.opened_at < end, f.disposition.is_not(None))
+        ).all()
+    )
     return Extras((people, roles, fevers), per_site, decided)
 
 

@@ -126,7 +126,11 @@ def test_report_figures_equal_the_coverage_and_alert_apis_for_the_same_day(
     assert len(fevers) >= 2
     resolved = client.post(
         f"/api/v1/alerts/{fevers[0]}/resolve",
-        json={"outcome": "recheck_normal", "note": "36.6 by handheld"},
+        json={
+            "outcome": "sent_to_fever_clinic",
+            "note": "38.4 again by handheld",
+            "decided_by": small_community.staff[0].id,
+        },
         headers=officer,
     )
     assert resolved.status_code == 200, resolved.text
@@ -163,9 +167,35 @@ def test_report_figures_equal_the_coverage_and_alert_apis_for_the_same_day(
     lines = {line["id"]: line for line in report["alerts"]}
     assert sorted(lines) == api_alert_ids(client, officer, **window)
     assert lines[fevers[0]]["status"] == "resolved"
-    assert lines[fevers[0]]["outcome"] == "recheck_normal"
+    assert lines[fevers[0]]["outcome"] == "sent_to_fever_clinic"
     assert report["community"]["fevers_resolved"] == 1
     assert report["community"]["fevers_open"] == len(fevers) - 1
+    # fever dispositions and hours served: those of the roster API for the same window
+    # (the fever-cases API goes by the fever reading's time, the alert lines by opening)
+    cases = client.get("/api/v1/fever-cases", params=window, headers=officer).json()
+    wider = {**window, "from": (start - timedelta(hours=2)).isoformat()}
+    every_case = client.get("/api/v1/fever-cases", params=wider, headers=officer).json()
+    decided = {c["alert_id"]: c["disposition"] for c in every_case}
+    assert decided[fevers[0]] == "sent_to_fever_clinic"
+    for line in report["alerts"]:
+        if line["type"] == "fever":
+            assert line["disposition"] == decided[line["id"]], line
+    sections = {s["key"]: s for s in report["sections"]}
+    by_alert = {int(r[0]): r for r in sections["fever_dispositions"]["rows"]}
+    assert sorted(by_alert) == sorted(c["alert_id"] for c in cases)
+    for case in cases:
+        assert by_alert[case["alert_id"]][5:7] == [case["disposition"], case["decided_by"]]
+    hours = client.get("/api/v1/roster/hours", params=window, headers=officer).json()
+    assert hours["people"], "the duty messages served hours"
+    assert sorted((r[0], r[3], r[4]) for r in sections["hours"]["rows"]) == sorted(
+        (p["staff_id"], p["checkpoint_id"], round(p["hours"], 2)) for p in hours["people"]
+    )
+    assert dict(sections["hours_by_role"]["rows"]) == {
+        role: round(value, 2) for role, value in hours["by_role"].items()
+    }
+    assert report["community"]["figures"]["hours_served"] == round(
+        sum(round(p["hours"], 2) for p in hours["people"]), 2
+    )
     # the day before holds none of it
     before = client.get(
         REPORT, params={"date": (day - timedelta(days=1)).isoformat()}, headers=officer

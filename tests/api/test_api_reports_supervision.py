@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
 from services.alerts.service import AlertService
@@ -119,12 +119,13 @@ def seed_roster(engine: Engine, make_settings: Any) -> int:
     AlertService(make_settings(), engine, clock=clock).process()
     with engine.connect() as conn:
         alert_id = conn.execute(select(alert_t.c.id).where(alert_t.c.type == "fever")).scalar_one()
-    with engine.begin() as conn:
-        conn.execute(insert(table_of(FeverCase)).values(
-            alert_id=alert_id, checkpoint_id="cp-001", fever_at=at(3), temp_c=38.6,
-            recheck_due_at=at(3.1), recheck_temp_c=38.4, recheck_at=at(3.05),
-            disposition="fever_clinic", decided_by=staff[0], decided_at=at(3.5),
-        ))  # fmt: skip
+    fever_case = table_of(FeverCase)
+    with engine.begin() as conn:  # the alert processor opened the case; it is decided
+        conn.execute(
+            update(fever_case)
+            .where(fever_case.c.alert_id == alert_id)
+            .values(disposition="sent_to_fever_clinic", decided_by=staff[0], decided_at=at(3.5))
+        )
     return int(alert_id)
 
 
@@ -164,10 +165,23 @@ def test_supervision_and_roster_parts_of_the_report(
     assert sorted(r[0] for r in sections["hours"]["rows"]) == sorted(r.staff_id for r in served)
     assert dict(sections["hours_by_role"]["rows"]) == {k: round(v, 2) for k, v in by_role.items()}
     assert [r[2] for r in sections["enterprises"]["rows"]] == [CODE, "0" * 18]
-    assert len(sections["inspections"]["rows"]) == 2
+    # the supervision API's rows, filtered to the day
+    signed = client.get(
+        "/api/v1/supervision/inspections", params={"signed": "true", "limit": 500}, headers=officer
+    ).json()
+    assert isinstance(signed, list), signed
+    in_day = [i for i in signed if START <= datetime.fromisoformat(i["inspected_at"]) < END]
+    assert sorted(r[0] for r in sections["inspections"]["rows"]) == sorted(
+        str(i["id"]) for i in in_day
+    )
+    assert len(in_day) == 2
+    still_open = client.get(
+        "/api/v1/supervision/findings", params={"status": "open"}, headers=officer
+    ).json()
+    assert community["open_rectifications"] == len(still_open)
     assert sorted(r[3] for r in sections["findings"]["rows"]) == ["E1.1", "E1.2", "R1.1"]
     fever = next(line for line in report["alerts"] if line["id"] == alert_id)
-    assert fever["disposition"] == "fever_clinic"
+    assert fever["disposition"] == "sent_to_fever_clinic"
     (case,) = sections["fever_dispositions"]["rows"]
     assert case[0] == str(alert_id) and case[-1] == 30.0  # minutes from fever to decision
 
