@@ -53,6 +53,11 @@ LABELS: dict[str, tuple[str, str]] = {
     "alert.staffing_gap": ("值守缺岗", "Staffing gaps"),
     "alert.device_offline": ("设备离线", "Device outages"),
     "alert.unscreened_passage": ("未测温通行", "Unscreened passages"),
+    "alert.sensor_fault": ("测温设备故障", "Sensor faults"),
+    "alert.clock_skew": ("设备时钟偏差", "Clock skew"),
+    "alert.no_show": ("排班未到岗", "No-shows"),
+    "alert.left_post": ("提前离岗", "Left post"),
+    "alert.screening_suspect": ("疑似走过场测温", "Screening suspect"),
     "id": ("告警编号", "Alert id"),
     "type": ("类型", "Type"),
     "severity": ("级别", "Severity"),
@@ -109,7 +114,9 @@ LABELS: dict[str, tuple[str, str]] = {
 
 
 def label(key: str, language: Language = "zh-CN") -> str:
-    zh, en = LABELS.get(key, (key, key))
+    """The heading of `key`; an unknown one (an alert type added later) shows its name."""
+    fallback = key.removeprefix("alert.")
+    zh, en = LABELS.get(key, (fallback, fallback))
     return zh if language == "zh-CN" else en
 
 

@@ -16,15 +16,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# the alert types the report counts, in its column order (the "events" of the day)
-REPORTED_TYPES = (
-    "fever",
-    "unregistered_entry",
-    "quarantine_breach",
-    "staffing_gap",
-    "device_offline",
-    "unscreened_passage",
-)
+from services.core.models.alerts import AlertType
+
+# the alert types the report counts, in its column order: every type there is (the
+# "events" of the day; the headline names the five the article reports)
+REPORTED_TYPES = tuple(t.value for t in AlertType)
 
 
 # figures a site gets from supervision and rosters (services/api/report_sections.py)
