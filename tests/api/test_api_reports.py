@@ -6,6 +6,7 @@ formula-looking values neutralised), the printable page, roles and bad dates."""
 from __future__ import annotations
 
 import io
+import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -273,5 +274,11 @@ def test_roles_bad_and_future_dates(client: TestClient, api_keys: dict[str, str]
         assert response.status_code == 422, (bad, response.text)
         assert "date" in response.text
     assert client.get(REPORT, params={"format": "pdf"}, headers=officer).status_code == 422
+    audit = client.get("/api/v1/audit", headers=bearer(api_keys["admin"])).json()
+    reads = [e for e in audit["items"] if e["action"] == "reports.daily"]
+    assert len(reads) == 0  # refused requests leave no record
     today = client.get(REPORT, headers=officer).json()  # default: today so far
     assert today["day"] == (yesterday() + timedelta(days=1)).isoformat()
+    audit = client.get("/api/v1/audit", headers=bearer(api_keys["admin"])).json()
+    (read,) = [e for e in audit["items"] if e["action"] == "reports.daily"]
+    assert json.loads(read["detail"])["date"] == today["day"] and read["role"] == "officer"

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from services.api.auth import Actor
 from services.api.daily_report import build_daily_report
-from services.api.deps import SessionDep, SettingsDep, require_roles
+from services.api.deps import EngineDep, SessionDep, SettingsDep, require_roles
 from services.api.errors import invalid_field, problem_responses
+from services.api.privacy import audit_bulk_read
 from services.api.report_html import render_html
 from services.api.report_xlsx import XLSX_MEDIA_TYPE, xlsx_bytes
 from services.core.db import utcnow
@@ -53,6 +54,7 @@ class GeneratedReportPublic(BaseModel):
 )
 def daily_report(
     request: Request,
+    engine: EngineDep,
     session: SessionDep,
     settings: SettingsDep,
     actor: ReportReaderKey,
@@ -68,7 +70,8 @@ def daily_report(
     lang: Literal["zh-CN", "en"] = "zh-CN",
 ) -> Response:
     """Figures as the data stands now: those of `GET /metrics/coverage` and
-    `GET /alerts` for the day's window, per community and per site."""
+    `GET /alerts` for the day's window, per community and per site. Each request is
+    recorded in the audit log (the report names staff members)."""
     now = utcnow()
     if day is None:
         day = local_date(now, settings.timezone)
@@ -79,6 +82,8 @@ def daily_report(
     except FutureDay as exc:
         raise invalid_field("query.date", str(exc)) from None
     report = build_daily_report(session, day, settings.timezone, now)
+    # it names staff (hours served, who decided a fever case): a read that leaves a record
+    audit_bulk_read(engine, actor, "reports.daily", {"date": day.isoformat(), "format": format})
     name = f"daily-report-{day.isoformat()}"
     if format == "xlsx":
         return Response(
