@@ -76,7 +76,7 @@ def build_daily_report(
     """The report of the local `day` as the data stands at `now`."""
     start, end = aligned_window(*day_window(day, timezone))
     conn = session.connection()
-    parts: list[Extras] = [build(conn, (start, end, day)) for build in extras]
+    parts: list[Extras] = [build(conn, (start, end, day, timezone)) for build in extras]
     decided = {k: v for part in parts for k, v in part.dispositions.items()}
     lines = [
         replace(line, disposition=decided[line.id]) if line.id in decided else line

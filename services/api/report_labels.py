@@ -82,6 +82,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "enterprises_resumed": ("当日复工企业", "Enterprises resumed"),
     "checked_same_day": ("当日核查", "Checked the same day"),
     "hours_served": ("值守时长(小时)", "Hours served"),
+    "required_minutes": ("按要求应值守分钟", "Minutes a requirement applied"),
+    "met_minutes": ("达到值守要求分钟", "Minutes the requirement was met"),
+    "staffing_by_requirement": ("按要求值守达标率", "Staffing by requirement"),
     "sheet.inspections": ("督查记录", "Inspections"),
     "sheet.findings": ("问题整改", "Findings"),
     "sheet.enterprises": ("复工企业", "Enterprises"),
@@ -149,6 +152,7 @@ SCOPE_COLUMNS: tuple[Column, ...] = (
     *((f"alert.{name}", "number") for name in REPORTED_TYPES),
     ("fevers_open", "number"),
     *((name, "number") for name in EXTRA_FIGURES),
+    ("staffing_by_requirement", "ratio"),
 )
 
 ALERT_COLUMNS: tuple[Column, ...] = (
@@ -178,6 +182,7 @@ def scope_row(scope: ScopeReport, language: Language = "zh-CN") -> tuple[Any, ..
         "offline_minutes": cov.offline_minutes,
         "fevers_open": scope.fevers_open,
         **{name: scope.figure(name) for name in EXTRA_FIGURES},
+        "staffing_by_requirement": scope.staffing_by_requirement,
         **{f"alert.{name}": count for name, count in scope.alerts},
     }
     return tuple(

@@ -7,7 +7,8 @@ Counting rules (docs/reports.md): an inspection counts once signed, on the day i
 made; a finding is opened with its inspection and is an open rectification at the
 day's end unless fixed on the spot or closed before then; an enterprise resumed on the
 day is checked the same day when a signed resumption inspection of it falls in that
-local day; hours served are the counted duty intervals within the day.
+local day; hours served are the counted duty intervals within the day; staffing by
+requirement is the roster API's (`GET /roster/coverage`) minutes met / required.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, or_, select
 
+from services.api.coverage_roster import roster_coverage
 from services.core.models.supervision import ChecklistTemplate, Enterprise, Finding, Inspection
 from services.core.report_model import Section
 from services.core.roster_report import fever_dispositions, hours_by_role, hours_served
@@ -38,12 +41,12 @@ class Extras:
 
 
 Figures = dict[str, dict[str, float]]  # site id -> figure -> value
-Window = tuple[datetime, datetime, date]  # UTC start, end, the local day
+Window = tuple[datetime, datetime, date, str]  # UTC start, end, the local day, time zone
 ExtrasBuilder = Callable[[Connection, Window], Extras]
 
 
 def supervision_extras(conn: Connection, window: Window) -> Extras:
-    start, end, _day = window
+    start, end, _day, _tz = window
     per_site: Figures = defaultdict(lambda: defaultdict(float))
     t = inspection_t.c
     signed = and_(t.signed_at.is_not(None), t.inspected_at >= start, t.inspected_at < end)
@@ -114,7 +117,7 @@ def supervision_extras(conn: Connection, window: Window) -> Extras:
 
 
 def _enterprises(conn: Connection, window: Window, per_site: Figures) -> Section:
-    start, end, day = window
+    start, end, day, _tz = window
     e, t = enterprise_t.c, inspection_t.c
     resumed = conn.execute(
         select(e.id, e.name, e.credit_code, e.site_id).where(e.resumed_on == day).order_by(e.id)
@@ -142,12 +145,16 @@ def _enterprises(conn: Connection, window: Window, per_site: Figures) -> Section
 
 
 def roster_extras(conn: Connection, window: Window) -> Extras:
-    start, end, _day = window
+    start, end, _day, timezone = window
     served = hours_served(conn, start, end)
     site_of = dict(conn.execute(select(checkpoint_t.c.id, checkpoint_t.c.site_id)).all())
     per_site: Figures = defaultdict(lambda: defaultdict(float))
     for row in served:
         per_site[site_of.get(row.checkpoint_id, "")]["hours_served"] += round(row.minutes / 60, 2)
+    for cp in roster_coverage(conn, start, end, ZoneInfo(timezone), None).checkpoints:
+        site = per_site[site_of.get(cp.checkpoint_id, "")]
+        site["required_minutes"] += cp.required_minutes
+        site["met_minutes"] += cp.met_minutes
     people = Section(
         "hours",
         ("staff_id", "name", "duty_role", "checkpoint_id", "hours"),

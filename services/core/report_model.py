@@ -33,6 +33,8 @@ EXTRA_FIGURES = (
     "enterprises_resumed",
     "checked_same_day",
     "hours_served",
+    "required_minutes",  # checkpoint-minutes a staffing requirement applied (issue 17)
+    "met_minutes",  # of those, minutes the requirement was met (count and role mix)
 )
 
 
@@ -173,6 +175,13 @@ class ScopeReport:
     def figure(self, name: str) -> float:
         return dict(self.figures).get(name, 0)
 
+    @property
+    def staffing_by_requirement(self) -> float | None:
+        """Minutes meeting the staffing requirement / minutes one applied (issue 17's
+        staffing coverage; the coverage figures keep the "someone there" one)."""
+        required = self.figure("required_minutes")
+        return round(self.figure("met_minutes") / required, 6) if required else None
+
 
 def tally(lines: Iterable[AlertLine]) -> tuple[tuple[str, int], ...]:
     counts = Counter(line.type for line in lines)
@@ -201,7 +210,7 @@ def scope_report(
         alerts=tally(mine),
         fevers_resolved=sum(1 for line in fevers if line.status == "resolved"),
         fevers_open=sum(1 for line in fevers if line.status != "resolved"),
-        figures=tuple((name, round((extra or {}).get(name, 0), 2)) for name in EXTRA_FIGURES),
+        figures=tuple((name, round((extra or {}).get(name, 0), 3)) for name in EXTRA_FIGURES),
     )
 
 

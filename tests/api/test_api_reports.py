@@ -123,6 +123,10 @@ def test_report_figures_equal_the_coverage_and_alert_apis_for_the_same_day(
     alerts = AlertService(make_settings(), seeded_engine, clock=clock)
     assert alerts.process() > 0
     officer = bearer(api_keys["officer"])
+    installed = client.post(
+        "/api/v1/roster/requirements/defaults", headers=bearer(api_keys["admin"])
+    )
+    assert installed.status_code == 201, installed.text
     fevers = api_alert_ids(client, officer, type="fever")
     assert len(fevers) >= 2
     resolved = client.post(
@@ -194,9 +198,20 @@ def test_report_figures_equal_the_coverage_and_alert_apis_for_the_same_day(
     assert dict(sections["hours_by_role"]["rows"]) == {
         role: round(value, 2) for role, value in hours["by_role"].items()
     }
-    assert report["community"]["figures"]["hours_served"] == round(
-        sum(round(p["hours"], 2) for p in hours["people"]), 2
+    assert report["community"]["figures"]["hours_served"] == pytest.approx(
+        sum(round(p["hours"], 2) for p in hours["people"]), abs=1e-9
     )
+    # staffing by requirement: the roster coverage API's minutes, per site and in all
+    cov = client.get("/api/v1/roster/coverage", params=window, headers=officer).json()
+    assert cov["required_minutes"] > 0 and 0 < cov["met_minutes"] < cov["required_minutes"]
+    figures = report["community"]["figures"]
+    assert figures["required_minutes"] == pytest.approx(cov["required_minutes"], abs=1e-6)
+    assert figures["met_minutes"] == pytest.approx(cov["met_minutes"], abs=1e-6)
+    site_of = {cp.id: cp.site_id for cp in small_community.checkpoints}
+    for site_id in SITES:
+        rows = [c for c in cov["checkpoints"] if site_of[c["checkpoint_id"]] == site_id]
+        mine = scopes[site_id]["figures"]
+        assert mine["met_minutes"] == pytest.approx(sum(c["met_minutes"] for c in rows), abs=1e-6)
     # the day before holds none of it
     before = client.get(
         REPORT, params={"date": (day - timedelta(days=1)).isoformat()}, headers=officer
