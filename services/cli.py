@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "services.alerts.cli",  # alerts
     "services.api.cli",  # api, apikey
     "devices.simulator.cli",  # simulate
+    "devices.simulator.inspection_cli",  # simulate-inspections
     "services.deploy.cli",  # up, devices provision, config docs
 )
 

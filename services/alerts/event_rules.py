@@ -28,6 +28,8 @@ SEVERITY: dict[AlertType, Severity] = {
     AlertType.NO_SHOW: Severity.MAJOR,
     AlertType.LEFT_POST: Severity.MAJOR,
     AlertType.SCREENING_SUSPECT: Severity.MAJOR,
+    AlertType.RECTIFICATION_OVERDUE: Severity.MAJOR,
+    AlertType.ENTERPRISE_UNCHECKED: Severity.MAJOR,
 }
 
 # Conditions: they hold while a state lasts and resolve themselves when it ends.

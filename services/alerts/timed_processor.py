@@ -16,6 +16,7 @@ from services.alerts import store
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
 from services.alerts.roster_timers import with_roster
+from services.alerts.supervision_processor import run_supervision
 from services.alerts.timed_rules import (
     CheckpointFact,
     Thresholds,
@@ -106,6 +107,7 @@ class Timers:
                 self._conditions(conn, now, report)
                 self._unscreened(conn, now, report)
                 self._sensor_faults(conn, now, report)
+                self._supervision(conn, now, report)
                 report.escalated = store.escalate_due(
                     conn, now, lambda severity: escalation_delay(severity, self.thresholds)
                 )
@@ -171,6 +173,14 @@ class Timers:
             ).scalar()
             if screened:
                 report.resolved += store.resolve_keys(conn, [alert.open_key], now, "screened_late")
+
+    def _supervision(self, conn: Connection, now: datetime, report: TimerReport) -> None:
+        """Overdue rectifications, resumed enterprises not checked that day."""
+        opened, resolved = run_supervision(
+            conn, now, self.thresholds.timezone, lambda f: self._raise(conn, f, now, repeat=False)
+        )
+        report.opened += opened
+        report.resolved += resolved
 
     def _sensor_faults(self, conn: Connection, now: datetime, report: TimerReport) -> None:
         """A sensor fault ends when its checkpoint went a whole window without an

@@ -152,5 +152,12 @@ def load_figures(
         for i in signed
     ]
     enterprises = list(session.exec(select(Enterprise)))
-    findings = list(session.exec(select(Finding).where(Finding.created_at < end)))
+    # findings of inspections up to the end of the range, in their current state
+    findings = list(
+        session.exec(
+            select(Finding)
+            .join(Inspection, col(Inspection.id) == col(Finding.inspection_id))
+            .where(Inspection.inspected_at < end)
+        )
+    )
     return figures(rows, enterprises, findings, first, last, now, timezone)

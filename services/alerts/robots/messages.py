@@ -34,6 +34,8 @@ TYPES = {
     "no_show": ("排班人员未到岗", "No-show"),
     "left_post": ("值守人员提前离岗", "Left post"),
     "screening_suspect": ("测温疑似走过场", "Screening suspect"),
+    "rectification_overdue": ("整改逾期", "Rectification overdue"),
+    "enterprise_unchecked": ("复工企业当天未核查", "Resumed enterprise not checked"),
 }
 SEVERITIES = {
     "critical": ("紧急", "Critical"),
@@ -54,6 +56,8 @@ OUTCOMES = {
     "screened_late": ("已补测体温", "screened late"),
     "readings_plausible": ("读数恢复正常", "readings plausible again"),
     "clock_ok": ("设备时钟已恢复", "clock back within bounds"),
+    "rectified": ("复查整改到位", "rectified and re-inspected"),
+    "checked": ("已完成复工核查", "checked on site"),
 }
 LABELS = {
     "checkpoint": ("检查点", "Checkpoint"),

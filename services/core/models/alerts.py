@@ -38,6 +38,8 @@ class AlertType(StrEnum):
     NO_SHOW = "no_show"
     LEFT_POST = "left_post"
     SCREENING_SUSPECT = "screening_suspect"
+    RECTIFICATION_OVERDUE = "rectification_overdue"  # supervision: finding past deadline
+    ENTERPRISE_UNCHECKED = "enterprise_unchecked"  # resumed, not checked the same day
 
 
 class Severity(StrEnum):
