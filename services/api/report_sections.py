@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from services.api.coverage_roster import roster_coverage
 from services.core.models.supervision import ChecklistTemplate, Enterprise, Finding, Inspection
@@ -84,18 +84,23 @@ def supervision_extras(conn: Connection, window: Window) -> Extras:
     )  # fmt: skip
     f = finding_t.c
     made = select(t.id).where(t.inspected_at < end).scalar_subquery()
+    # closed when the re-inspection that closed it was made (the row's closed_at is when
+    # it was signed); a finding closed by hand has only closed_at
+    closer = inspection_t.alias("closer")
+    closed = func.coalesce(closer.c.inspected_at, f.closed_at).label("closed")
     findings = conn.execute(
         select(f.id, f.inspection_id, f.item_code, f.template_code, f.site_id, f.status,
-               f.deadline, f.closed_at, f.reason, t.inspected_at)
+               f.deadline, closed, f.reason, t.inspected_at)
         .join(inspection_t, t.id == f.inspection_id)
+        .outerjoin(closer, closer.c.id == f.closed_by_inspection_id)
         .where(f.inspection_id.in_(made))
-        .where(or_(t.inspected_at >= start, f.closed_at.is_(None), f.closed_at >= end))
+        .where(or_(t.inspected_at >= start, closed.is_(None), closed >= end))
         .order_by(f.id)
     ).all()  # fmt: skip
     listed = []
     for r in findings:
         opened_today = r.inspected_at >= start
-        still_open = r.status != "fixed_on_spot" and (r.closed_at is None or r.closed_at >= end)
+        still_open = r.status != "fixed_on_spot" and (r.closed is None or r.closed >= end)
         per_site[r.site_id]["findings"] += 1 if opened_today else 0
         if still_open:
             per_site[r.site_id]["open_rectifications"] += 1
