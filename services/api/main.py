@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "tracing", "description": "Contact tracing (officer, audited)"},
             {"name": "admin", "description": "API keys, webhook routes, audit log"},
             {"name": "operations", "description": "Health, readiness, Prometheus"},
+            {"name": "reports", "description": "The daily report (日报): JSON, XLSX, print"},
         ],
     )
     app.state.settings = settings
