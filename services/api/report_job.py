@@ -96,7 +96,7 @@ class DailyReportJob:
                 "day": report.day,
                 "timezone": report.timezone,
                 "generated_at": report.generated_at,
-                "figures": report.to_json(),
+                "figures": report.figures_json(),
                 "announced": 0,
             }
             inserted = conn.execute(

@@ -249,6 +249,13 @@ class DailyReport:
             scope["figures"] = dict(scope["figures"])
         return body
 
+    def figures_json(self) -> dict[str, Any]:
+        """What is kept of a generated report: the figures of the community and of each
+        site, without the alert lines and the tables that name staff (the report itself
+        can be rendered again from the data)."""
+        body = self.to_json()
+        return {k: v for k, v in body.items() if k not in ("alerts", "sections")}
+
     def headline(self) -> dict[str, Any]:
         """The few community figures an announcement carries (no personal data)."""
         cov = self.community.coverage

@@ -116,6 +116,9 @@ def test_job_generates_once_catches_up_and_announces_to_opted_in_routes(
         assert sorted(stored) == [date(2020, 2, 2), date(2020, 2, 3), date(2020, 2, 4)]
         assert all(row["announced"] == 1 for row in stored.values())
         assert stored[date(2020, 2, 2)]["figures"]["community"]["alerts"]["fever"] == 1
+        kept = stored[date(2020, 2, 2)]["figures"]
+        assert "alerts" not in kept and "sections" not in kept  # figures only, no names
+        assert kept["day"] == "2020-02-02" and len(kept["sites"]) == 20
         assert pending == 3
 
         assert alerts.deliver() >= 3
