@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from services.alerts import fever_cases, outbox, signing
+from services.alerts.announce import ANNOUNCEMENTS
 from services.alerts.robots import common as robots
 from services.alerts.store import add_history, alert_t, resolve_open, silence_t
 from services.core.db import utcnow
@@ -199,7 +200,7 @@ def validate_route(data: WebhookRouteCreate) -> None:
         raise InvalidRoute("url must be an http(s) URL")
     if data.min_severity not in set(Severity):
         raise InvalidRoute(f"min_severity must be one of {', '.join(Severity)}")
-    unknown = set(data.types or ()) - set(AlertType)
+    unknown = set(data.types or ()) - set(AlertType) - ANNOUNCEMENTS  # + the daily report
     if unknown:
         raise InvalidRoute(f"unknown alert types: {', '.join(sorted(unknown))}")
     if data.secret is not None and data.kind == robots.STANDARD:

@@ -8,7 +8,9 @@ before its interval is up (`wake`: ingest announced a commit, an alert changed);
 that arrives while the job runs makes it run once more right after, so nothing
 announced during a run waits a whole interval. A job marked `leader_only` runs only
 while `is_leader()` says so (the PostgreSQL advisory lock of services/alerts/leader.py).
-An exception is logged and counted; the job runs again at its next time.
+An exception is logged and counted; the job runs again at its next time. A job
+may also run once a day at a local time (`daily_at`: a cron trigger in the community's
+time zone, e.g. the daily report).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,12 @@ class _WokenWhileRunning(logging.Filter):
         skipped = "maximum number of running instances" in str(record.msg)
         job = record.args[0] if isinstance(record.args, tuple) and record.args else None
         return not (skipped and getattr(job, "id", None) in self.jobs)
+
+
+def daily_trigger(at: time, timezone: str) -> CronTrigger:
+    """Every day at the local time `at` of `timezone` (a skipped or repeated hour of a
+    daylight-saving change is APScheduler's: it fires once)."""
+    return CronTrigger(hour=at.hour, minute=at.minute, second=0, timezone=ZoneInfo(timezone))
 
 
 class Schedule:
@@ -86,6 +96,36 @@ class Schedule:
             misfire_grace_time=None,
             **first,
         )
+
+    def daily_at(
+        self,
+        at: time,
+        timezone: str,
+        run: Callable[[], Any],
+        *,
+        name: str,
+        leader_only: bool = False,
+        then: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run `run()` every day at the local time `at`; `wake(name)` runs it now too."""
+        job = _Job(name, run, leader_only, then)
+        self._jobs[name] = job
+        self._scheduler.add_job(
+            self._run,
+            daily_trigger(at, timezone),
+            args=(job,),
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+    def next_run(self, name: str) -> datetime | None:
+        """When the job `name` runs next (None while the scheduler is not started)."""
+        job = self._scheduler.get_job(name)
+        when: datetime | None = getattr(job, "next_run_time", None)
+        return when
 
     def wake(self, name: str) -> None:
         """Run the job `name` now (or right after the run in progress)."""

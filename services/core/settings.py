@@ -302,6 +302,13 @@ class Settings(BaseSettings):
         description="Lifetime of a dashboard session (`POST /api/v1/session`): the key is "
         "traded for an HttpOnly SameSite=Strict cookie, so the browser keeps no key.",
     )
+    report_daily_at: str = Field(
+        default="08:00",
+        pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$",
+        description="Local time (HH:MM, the community's time zone) at which the alert "
+        "service's leader generates the daily report of the day before, stores it and "
+        "announces it to webhook routes (docs/reports.md). Empty: no scheduled report.",
+    )
     retention_days: int = Field(
         default=28,
         ge=0,

@@ -44,6 +44,7 @@ from services.core.models.broker import BrokerSession
 from services.core.models.events import IMPLAUSIBLE_READING as IMPLAUSIBLE_READING
 from services.core.models.events import OPEN_PASSAGE as OPEN_PASSAGE  # with its table
 from services.core.models.events import OPEN_READING as OPEN_READING
+from services.core.models.reports import GeneratedReport
 from services.core.models.robots import RobotSend
 from services.core.models.roster import (
     FeverCase,
@@ -96,6 +97,8 @@ screening_quality_t = table_of(ScreeningQuality)
 api_key_t = table_of(ApiKey)
 audit_t = table_of(AuditLog)
 auth_failure_t = table_of(AuthFailure)
+# daily reports the scheduler generated
+generated_report_t = table_of(GeneratedReport)
 # ingest's record of its broker session
 broker_session_t = table_of(BrokerSession)
 

@@ -72,7 +72,7 @@ class WebhookRouteUpdate(BaseModel):
 
 class DeliveryPublic(BaseModel):
     id: int
-    alert_id: int
+    alert_id: int | None = Field(description="null for an announcement (a daily report)")
     event: str
     message_id: str
     state: str

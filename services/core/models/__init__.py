@@ -26,6 +26,7 @@ from services.core.models.registry import (
     Staff,
     Vehicle,
 )
+from services.core.models.reports import GeneratedReport  # noqa: F401  (daily reports)
 from services.core.models.robots import RobotSend  # noqa: F401  (requests to group robots)
 from services.core.models.roster import (  # noqa: F401  (rosters, requirements, fever cases)
     FeverCase,

@@ -261,7 +261,12 @@ class Outbox(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=_big_pk())
     channel: str = Field(max_length=16, description="mqtt | webhook")
     route_id: int | None = Field(default=None, foreign_key="webhook_route.id")
-    alert_id: int = Field(sa_type=BigId, foreign_key="alert.id")
+    alert_id: int | None = Field(
+        default=None,
+        sa_type=BigId,
+        foreign_key="alert.id",
+        description="None for an announcement that is no alert (a daily report)",
+    )
     checkpoint_id: str = Field(max_length=64)
     lane: str = Field(max_length=120, description="channel:route:checkpoint; delivered in id order")
     event: str = Field(max_length=16)
