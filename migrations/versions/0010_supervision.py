@@ -6,7 +6,7 @@ and their members, inspections with their √/× marks, the system's own verdict
 signature images, findings with their rectification, and the planned visits.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 08:40:16.189358
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import services.core.db
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,7 +8,7 @@ follows a fever alert to its re-check and disposition; `screening_quality` keeps
 latest pro-forma-screening verdict per lane for the board.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import services.core.db
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,7 +6,7 @@ The announcement goes out through the alert outbox, so an outbox row may now car
 alert (`alert_id` NULL).
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import services.core.db
 
 revision: str = "0013"
-down_revision: str | None = "0008"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,7 +6,7 @@ of the checkpoint in the window (or worse); with it, a range of a small index wi
 LIMIT.
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from services.core.models.events import IMPLAUSIBLE_READING
 
 revision: str = "0014"
-down_revision: str | None = "0008"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
