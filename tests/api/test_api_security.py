@@ -247,6 +247,11 @@ def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(
         "/api/v1/alerts/1/acknowledge", json={}, headers={"Origin": "https://evil.example"}
     )
     assert_problem(cross, 403, "another origin")
+    # this host behind a TLS proxy (the API sees http, the page is https) is this origin
+    same = client.post(
+        "/api/v1/alerts/999999/acknowledge", json={}, headers={"Origin": "https://testserver"}
+    )
+    assert_problem(same, 404)
     # a cookie cannot open a session of its own; a forged token is refused
     assert_problem(client.post("/api/v1/session"), 401)
     token = cookie.split(";")[0].split("=", 1)[1]
