@@ -259,6 +259,10 @@ def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(
     forged = ".".join([parts[0], parts[1], str(int(parts[2]) + 86400), parts[3]])
     client.cookies.set("cpm_session", forged, path="/api/v1")
     assert_problem(client.get("/api/v1/whoami"), 401, "session has ended")
+    for junk in (f"v1.{2**40}.{parts[2]}.{parts[3]}", "v1.x.y.z", "v1..", "v1." + "9" * 300):
+        client.cookies.set("cpm_session", junk, path="/api/v1")
+        assert_problem(client.get("/api/v1/whoami"), 401, "session has ended")
+        assert client.get("/api/v1/session").json()["signed_in"] is False
     client.cookies.set("cpm_session", token, path="/api/v1")
     # an expired token is refused too
     app_settings = client.app.state.settings  # type: ignore[attr-defined]
