@@ -118,7 +118,7 @@ def find_session_key(
     if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit() or not parts[2].isdigit():
         return None
     key_id, expires = int(parts[1]), int(parts[2])
-    if key_id > 2**62 or expires < (time.time() if now is None else now):
+    if key_id > 2**31 - 1 or expires < (time.time() if now is None else now):
         return None
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:

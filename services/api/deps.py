@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -74,8 +75,10 @@ def _session_token(request: Request) -> str | None:
         return None
     origin = request.headers.get("origin")
     if request.method not in SAFE_METHODS and origin is not None:
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != own:
+        # the host only: behind a TLS proxy the API may see http for an https page
+        settings: Settings = request.app.state.settings
+        own = {request.headers.get("host", ""), urlsplit(settings.dashboard_url).netloc}
+        if urlsplit(origin).netloc not in own:
             raise ApiProblem(403, "a session cookie sent from another origin", "forbidden")
     return token[:200]
 

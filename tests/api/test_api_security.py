@@ -247,6 +247,11 @@ def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(
         "/api/v1/alerts/1/acknowledge", json={}, headers={"Origin": "https://evil.example"}
     )
     assert_problem(cross, 403, "another origin")
+    # this host behind a TLS proxy (the API sees http, the page is https) is this origin
+    same = client.post(
+        "/api/v1/alerts/999999/acknowledge", json={}, headers={"Origin": "https://testserver"}
+    )
+    assert_problem(same, 404)
     # a cookie cannot open a session of its own; a forged token is refused
     assert_problem(client.post("/api/v1/session"), 401)
     token = cookie.split(";")[0].split("=", 1)[1]
@@ -254,6 +259,10 @@ def test_the_dashboard_session_is_an_httponly_cookie_not_a_key(
     forged = ".".join([parts[0], parts[1], str(int(parts[2]) + 86400), parts[3]])
     client.cookies.set("cpm_session", forged, path="/api/v1")
     assert_problem(client.get("/api/v1/whoami"), 401, "session has ended")
+    for junk in (f"v1.{2**40}.{parts[2]}.{parts[3]}", "v1.x.y.z", "v1..", "v1." + "9" * 300):
+        client.cookies.set("cpm_session", junk, path="/api/v1")
+        assert_problem(client.get("/api/v1/whoami"), 401, "session has ended")
+        assert client.get("/api/v1/session").json()["signed_in"] is False
     client.cookies.set("cpm_session", token, path="/api/v1")
     # an expired token is refused too
     app_settings = client.app.state.settings  # type: ignore[attr-defined]
