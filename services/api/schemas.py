@@ -128,6 +128,10 @@ class BoardCheckpoint(BaseModel):
 class Board(BaseModel):
     generated_at: datetime
     today_from: datetime = Field(description="start of today in the community's time zone")
+    fever_threshold_c: float = Field(
+        description="The community's fever threshold (CPM_FEVER_THRESHOLD_C); a site may "
+        "set its own (`site.fever_threshold_c`)"
+    )
     checkpoints: list[BoardCheckpoint]
 
 

@@ -177,6 +177,7 @@ def wait_for_api(
     return False
 
 
+DEMO_SESSION_EXPIRY_S = 86_400  # on a reused broker: a day after the demo stops
 BACKFILL_TIER = 2  # after ingest and the API, before the alerts and the live simulator
 
 
@@ -235,6 +236,10 @@ def child_environment(
     env.update(broker.env)
     if options.demo:
         env["CPM_DEMO_MODE"] = "true"
+        if broker.kind == "configured" and "CPM_INGEST_SESSION_EXPIRY_S" not in os.environ:
+            # a broker that was already there (someone's, on 1883): the demo's ingest
+            # session must not stay on it forever once the demo is gone
+            env["CPM_INGEST_SESSION_EXPIRY_S"] = str(DEMO_SESSION_EXPIRY_S)
     if backfill_from is not None:
         # ingest files events older than this at their receipt time: the history must
         # keep its own timestamps

@@ -48,6 +48,8 @@ def test_a_silent_device_is_offline_on_the_board_and_the_gauge_until_heard_again
         "cp-003": ("offline", False, False),
     }
     assert gauge(client) == {"online": 1.0, "offline": 2.0, "unknown": 99.0}
+    board = client.get("/api/v1/checkpoints", headers=bearer(api_keys["viewer"])).json()
+    assert board["fever_threshold_c"] == 37.3  # what the dashboard highlights fevers by
     detail = client.get("/api/v1/checkpoints/cp-002", headers=bearer(api_keys["viewer"])).json()
     assert detail["checkpoint"]["reported_state"] == "online"
     assert detail["checkpoint"]["device_state"] == "offline"

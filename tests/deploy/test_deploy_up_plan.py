@@ -11,14 +11,25 @@ from typing import Any
 
 import pytest
 
-from services.deploy.broker import EMBEDDED_USERNAME, BrokerUnavailable, plan_broker
+from services.deploy.broker import (
+    EMBEDDED_USERNAME,
+    BrokerPlan,
+    BrokerUnavailable,
+    plan_broker,
+)
 from services.deploy.mosquitto import (
     TlsListener,
     adapt_config,
     dynsec_plugin_path,
     project_config_text,
 )
-from services.deploy.up import UpOptions, api_address, backfill_start, service_specs
+from services.deploy.up import (
+    UpOptions,
+    api_address,
+    backfill_start,
+    child_environment,
+    service_specs,
+)
 from tests.support.env import TEST_SECRET, free_port
 
 
@@ -124,3 +135,17 @@ def test_a_fresh_demo_backfills_history_before_the_alerts_and_the_live_simulator
     assert specs["ingest"].tier == specs["api"].tier < specs["backfill"].tier
     assert specs["backfill"].tier < specs["alerts"].tier < specs["simulator"].tier
     assert "--start" not in specs["simulator"].argv  # live: its clock is the wall clock
+
+
+def test_a_demo_on_a_reused_broker_leaves_no_session_that_never_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CPM_INGEST_SESSION_EXPIRY_S", raising=False)
+    options = UpOptions(demo=True, simulate=True)
+    demo = settings("mqtt://127.0.0.1:1")
+    reused = BrokerPlan("configured", "127.0.0.1", 1883)
+    started = BrokerPlan("mosquitto", "127.0.0.1", 1884)
+    assert child_environment(demo, options, reused)["CPM_INGEST_SESSION_EXPIRY_S"] == "86400"
+    assert "CPM_INGEST_SESSION_EXPIRY_S" not in child_environment(demo, options, started)
+    monkeypatch.setenv("CPM_INGEST_SESSION_EXPIRY_S", "600")  # the operator's choice wins
+    assert child_environment(demo, options, reused)["CPM_INGEST_SESSION_EXPIRY_S"] == "600"

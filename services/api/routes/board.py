@@ -168,6 +168,7 @@ def list_checkpoints(
     return Board(
         generated_at=now,
         today_from=local_midnight(now, settings.timezone),
+        fever_threshold_c=settings.fever_threshold_c,
         checkpoints=rows,
     )
 

@@ -169,7 +169,8 @@ async function openDetail(checkpointId) {
   const cp = state.board?.checkpoints.find((c) => c.id === checkpointId);
   try {
     const site = cp ? state.sites.find((s) => s.id === cp.site_id) : null;
-    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "", site?.fever_threshold_c ?? undefined);
+    const feverC = site?.fever_threshold_c ?? state.board?.fever_threshold_c;
+    await showDetail($("#detail"), checkpointId, cp ? siteName(cp.site_id) : "", feverC);
   } catch (error) {
     $("#detail").close();
     handleError(error);

@@ -9,9 +9,6 @@ function fact(label, value, warn = false) {
   return el("div", { class: `fact${warn ? " warn" : ""}` }, el("dt", {}, t(label)), el("dd", {}, value));
 }
 
-// the community's default (CPM_FEVER_THRESHOLD_C); a site may set its own
-export const DEFAULT_FEVER_C = 37.3;
-
 function passageRow(p, feverC) {
   const who = p.kind === "vehicle" ? p.plate || "—" : p.id_masked || p.qr_pass || "—";
   const registered = p.registration === "registered";
@@ -32,7 +29,8 @@ function passageRow(p, feverC) {
   );
 }
 
-export async function showDetail(dialog, checkpointId, siteName, feverC = DEFAULT_FEVER_C) {
+// `feverC`: the site's fever threshold, else the community's (the board says which)
+export async function showDetail(dialog, checkpointId, siteName, feverC) {
   const body = dialog.querySelector(".detail-body");
   const title = dialog.querySelector(".detail-title");
   title.textContent = checkpointId;
