@@ -115,6 +115,12 @@ def test_requirements_defaults_and_validation(client: TestClient, api_keys: dict
         headers=admin,
     )
     assert out_of_range.status_code == 422
+    too_many = client.post(
+        "/api/v1/roster/requirements",
+        json={"start_minute": 0, "end_minute": 60, "min_on_duty": 50, "roles": ["police"] * 11},
+        headers=admin,
+    )
+    assert too_many.status_code == 422
     own = client.post(
         "/api/v1/roster/requirements",
         json={
