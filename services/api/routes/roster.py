@@ -16,6 +16,7 @@ from services.api.coverage_roster import RosterCoverageReport, roster_coverage
 from services.api.deps import AdminKey, CurrentKey, RegistryReaderKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.params import FromParam, LimitParam, ToParam, check_window
+from services.api.privacy import scope_conditions
 from services.api.routes.common import IntId, SlugId, commit_audited, get_or_404, must_exist
 from services.core.models import Checkpoint, DutyEvent, Staff
 from services.core.models.roster import (
@@ -59,17 +60,19 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 @router.get("/shifts", response_model=list[RosterShiftPublic], responses=ERRORS)
 def list_shifts(
     session: SessionDep,
-    _actor: CurrentKey,
+    actor: CurrentKey,
     start: FromParam = None,
     to: ToParam = None,
     checkpoint_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitParam = 1000,
 ) -> list[RosterShift]:
-    """Shifts overlapping the window (default: the last day)."""
+    """Shifts overlapping the window (default: the last day); a duty key sees its own
+    checkpoints' only."""
     start, end = _window(start, to)
     query = (
         select(RosterShift)
         .where(col(RosterShift.starts_at) < end, col(RosterShift.ends_at) > start)
+        .where(*scope_conditions(actor, col(RosterShift.checkpoint_id)))
         .order_by(col(RosterShift.starts_at), col(RosterShift.checkpoint_id))
         .limit(limit)
     )
