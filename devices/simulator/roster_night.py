@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.alerts.screening_quality import ScreeningThresholds
 from services.core.demo import DemoCommunity, DemoPerson
 
 ROLES = {"p": "police", "m": "medical", "c": "community", "v": "volunteer", "e": "community"}
@@ -214,7 +215,10 @@ def build(community: DemoCommunity, now: datetime, timezone: str, seed: int = 17
             at += timedelta(seconds=rng.uniform(240, 600))
             temp = 36.5 if part == "proforma" else round(rng.uniform(*HONEST_TEMPS), 1)
             night.person(cp, at, people[(k * 7 + len(part)) % len(people)], temp, f"rn-{cp[3:]}-c")
-    night.expect("screening_suspect", cps["proforma"], "lane:in", night.start, None)
+    # suspect once the run of equal readings is long enough (its default threshold)
+    run = [m for m in night.messages if m[0] == cps["proforma"] and m[1] == "reading"]
+    nth = datetime.fromisoformat(run[ScreeningThresholds().identical_run - 1][2]["ts"])
+    night.expect("screening_suspect", cps["proforma"], "lane:in", nth, None)
     # fevers: one re-checked normal by the medic, one re-checked feverish
     honest, mix = cps["honest"], cps["role_mix"]
     fever_at = night.at("01:00", next_day=True)

@@ -66,7 +66,9 @@ def with_roster(
         return holding
     rt = RosterThresholds(t.staffing_grace, t.no_show_after, t.left_post_grace)
     start = now - TIMELINE_SPAN
-    periods = duty_periods(conn, start, now)
+    # judged at `now` itself: a rule that ends (or begins) now already counts
+    until = now + INSTANT
+    periods = duty_periods(conn, start, until)
     sites = {
         r.id: r.site_id for r in conn.execute(select(checkpoint_t.c.id, checkpoint_t.c.site_id))
     }
@@ -74,11 +76,7 @@ def with_roster(
     governed: set[str] = set()
     if reqs:
         rostered = {s[0] for s in shifts}
-        # judged at `now` itself: a rule that ends (or begins) now already counts
-        until = now + INSTANT
-        timelines = staffing_timelines(
-            conn, start, until, ZoneInfo(t.timezone), duty_periods(conn, start, until)
-        )
+        timelines = staffing_timelines(conn, start, until, ZoneInfo(t.timezone), periods)
         for cp_id, segments in timelines.items():
             if None not in reqs and cp_id not in reqs:
                 continue

@@ -1,7 +1,8 @@
-"""The screening-quality pass of the timed rules: lanes with new readings are judged
-again (at most once a minute each) over their latest plausible readings; the verdict
-is kept in `screening_quality` for the board, and a suspect lane raises one
-`screening_suspect` alert (resolved by people, not by the next verdict)."""
+"""The screening-quality pass of the timed rules: lanes with readings stamped in the
+last few minutes are judged again (at most once a minute each) over their latest
+plausible readings up to now; the verdict is kept in `screening_quality` for the board,
+and a suspect lane raises one `screening_suspect` alert (resolved by people, not by the
+next verdict). Every read goes through an index (reading ts; the lanes' own)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from services.core.tables import (
     screening_quality_t,
 )
 
-RECENT = timedelta(minutes=5)  # lanes with readings received this recently are judged
+RECENT = timedelta(minutes=5)  # lanes with readings stamped this recently are judged
 REJUDGE = timedelta(seconds=60)  # ... unless judged this recently
 
 
@@ -34,7 +35,7 @@ def lanes_due(conn: Connection, now: datetime) -> list[tuple[str, str]]:
         (r.checkpoint_id, r.direction)
         for r in conn.execute(
             select(reading_t.c.checkpoint_id, reading_t.c.direction)
-            .where(reading_t.c.received_at > now - RECENT)
+            .where(reading_t.c.ts > now - RECENT, reading_t.c.ts <= now)  # ix_reading_ts
             .distinct()
         )
     }
@@ -70,6 +71,7 @@ def lane_readings(
             reading_t.c.checkpoint_id == cp_id,
             reading_t.c.direction == direction,
             reading_t.c.implausible.is_(False),
+            reading_t.c.ts <= now,
         )
         .order_by(reading_t.c.ts.desc(), reading_t.c.id.desc())
         .limit(t.window)
@@ -83,12 +85,22 @@ def lane_readings(
     return out
 
 
-def most_passages_per_reading(conn: Connection, cp_id: str, reading_ids: list[int]) -> int:
-    if not reading_ids:
+def most_passages_per_reading(
+    conn: Connection, cp_id: str, direction: str, readings: list[LaneReading], slack: timedelta
+) -> int:
+    """The most passages of the lane one of these readings screened (the lane's index,
+    over the readings' time span widened by the screening window)."""
+    if not readings:
         return 0
     counts = conn.execute(
         select(func.count())
-        .where(passage_t.c.checkpoint_id == cp_id, passage_t.c.reading_id.in_(reading_ids))
+        .where(
+            passage_t.c.checkpoint_id == cp_id,
+            passage_t.c.direction == direction,
+            passage_t.c.ts >= readings[0].ts - slack,
+            passage_t.c.ts <= readings[-1].ts + slack,
+            passage_t.c.reading_id.in_([r.id for r in readings]),
+        )
         .group_by(passage_t.c.reading_id)
     ).scalars()
     return max(counts, default=0)
@@ -111,7 +123,7 @@ def screening_pass(
     opened: list[int] = []
     for cp_id, direction in lanes:
         readings = lane_readings(conn, cp_id, direction, now, t, match_after)
-        shared = most_passages_per_reading(conn, cp_id, [r.id for r in readings])
+        shared = most_passages_per_reading(conn, cp_id, direction, readings, match_after)
         verdict = judge(readings, t, shared)
         statement = dialect_insert(conn, screening_quality_t).values(
             checkpoint_id=cp_id,

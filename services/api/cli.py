@@ -60,7 +60,17 @@ def register(subparsers: Any) -> None:
     registry_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     imp = registry_sub.add_parser("import", help="import a CSV file")
     imp.add_argument(
-        "entity", choices=("sites", "checkpoints", "staff", "people", "passes", "vehicles")
+        "entity",
+        choices=(
+            "sites",
+            "checkpoints",
+            "staff",
+            "people",
+            "passes",
+            "vehicles",
+            "rosters",
+            "staff_checkpoints",
+        ),
     )
     imp.add_argument("file", type=Path)
     imp.add_argument(

@@ -342,7 +342,10 @@ def import_csv(
     return result
 
 
-# rosters and the checkpoints staff may serve import the same way (roster_import.py)
+# rosters and the checkpoints staff may serve import the same way (roster_import.py,
+# which registers itself when it finishes loading: this import makes sure it loads;
+# when roster_import is the module being loaded first, it is not finished here yet)
 from services.core import roster_import  # noqa: E402
 
-roster_import.register()
+if hasattr(roster_import, "register"):
+    roster_import.register()

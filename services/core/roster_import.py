@@ -90,7 +90,7 @@ def _staff_checkpoint_row(ctx: _Context, row: BaseModel) -> dict[str, Any]:
 
 
 def register() -> None:
-    """Make the two entities importable (called by registry_import on load)."""
+    """Make the two entities importable (idempotent; runs when this module loads)."""
     ENTITIES["rosters"] = Entity(
         RosterRow, RosterShift, ("checkpoint_id", "staff_id", "starts_at", "ends_at")
     )
@@ -99,3 +99,6 @@ def register() -> None:
     )
     CHECKS["rosters"] = _roster_row
     CHECKS["staff_checkpoints"] = _staff_checkpoint_row
+
+
+register()

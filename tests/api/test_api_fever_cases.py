@@ -70,6 +70,8 @@ def test_fever_case_recheck_disposition_and_metrics(
     window = {"from": (T0 - timedelta(hours=1)).isoformat()}
     cases = client.get("/api/v1/fever-cases", params=window, headers=officer).json()
     assert [(c["alert_id"], c["recheck_overdue"]) for c in cases] == [(fever.id, False)]
+    elsewhere = bearer(api_keys["duty"])  # covers cp-001 and cp-002: sees this case
+    assert len(client.get("/api/v1/fever-cases", params=window, headers=elsewhere).json()) == 1
     (figures,) = client.get("/api/v1/fever-cases/metrics", params=window, headers=officer).json()
     assert (figures["checkpoint_id"], figures["cases"], figures["decided"]) == ("cp-001", 1, 1)
     assert figures["dispositions"] == {"sent_to_fever_clinic": 1}

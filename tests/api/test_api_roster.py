@@ -93,6 +93,18 @@ def test_staff_serves_and_rosters_import_with_line_numbered_errors(
         headers=bearer(api_keys["viewer"]),
     )
     assert viewer.status_code == 403
+    made = client.post(
+        "/api/v1/roster/shifts",
+        json={"checkpoint_id": "cp-003", "staff_id": "r-vol", "starts_at": start, "ends_at": end},
+        headers=bearer(admin),
+    )
+    assert made.status_code == 201
+    window = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"}
+    listed = client.get("/api/v1/roster/shifts", params=window, headers=bearer(admin)).json()
+    assert sorted(s["staff_id"] for s in listed) == ["r-med", "r-pol", "r-vol"]
+    # the duty key covers cp-001 and cp-002 only
+    own = client.get("/api/v1/roster/shifts", params=window, headers=bearer(api_keys["duty"]))
+    assert sorted(s["checkpoint_id"] for s in own.json()) == ["cp-001", "cp-001"]
 
 
 def test_requirements_defaults_and_validation(client: TestClient, api_keys: dict[str, str]) -> None:
@@ -115,6 +127,12 @@ def test_requirements_defaults_and_validation(client: TestClient, api_keys: dict
         headers=admin,
     )
     assert out_of_range.status_code == 422
+    too_many = client.post(
+        "/api/v1/roster/requirements",
+        json={"start_minute": 0, "end_minute": 60, "min_on_duty": 50, "roles": ["police"] * 11},
+        headers=admin,
+    )
+    assert too_many.status_code == 422
     own = client.post(
         "/api/v1/roster/requirements",
         json={

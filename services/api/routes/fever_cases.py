@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from services.api.deps import CurrentKey, SessionDep
 from services.api.errors import invalid_field, problem_responses
 from services.api.params import FromParam, LimitParam, ToParam, check_window
+from services.api.privacy import scope_conditions
 from services.core.models import Staff
 from services.core.models.roster import DISPOSITION_NAMES, FeverCase, FeverDisposition
 from services.core.roster_report import fever_dispositions
@@ -59,7 +60,7 @@ def _window(start: datetime | None, to: datetime | None) -> tuple[datetime, date
 @router.get("", response_model=list[FeverCaseView], responses=ERRORS)
 def list_cases(
     session: SessionDep,
-    _actor: CurrentKey,
+    actor: CurrentKey,
     start: FromParam = None,
     to: ToParam = None,
     checkpoint_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -76,6 +77,7 @@ def list_cases(
     )
     if checkpoint_id is not None:
         query = query.where(FeverCase.checkpoint_id == checkpoint_id)
+    query = query.where(*scope_conditions(actor, col(FeverCase.checkpoint_id)))
     return [
         FeverCaseView(
             **c.model_dump(exclude={"reading_id", "recheck_reading_id"}),
@@ -98,7 +100,7 @@ class CheckpointFeverFigures(BaseModel):
 
 @router.get("/metrics", response_model=list[CheckpointFeverFigures], responses=ERRORS)
 def case_metrics(
-    session: SessionDep, _actor: CurrentKey, start: FromParam = None, to: ToParam = None
+    session: SessionDep, actor: CurrentKey, start: FromParam = None, to: ToParam = None
 ) -> list[CheckpointFeverFigures]:
     """Per checkpoint: fever cases in the window, how many were decided, the time from
     fever to disposition, and the dispositions."""
@@ -106,6 +108,8 @@ def case_metrics(
     by_cp: dict[str, list[float | None]] = defaultdict(list)
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     for row in fever_dispositions(session.connection(), start, end):
+        if not actor.may_act_on(row.checkpoint_id):
+            continue  # a duty key: its own checkpoints only
         by_cp[row.checkpoint_id].append(row.minutes_to_disposition)
         if row.disposition:
             kinds[row.checkpoint_id][row.disposition] += 1

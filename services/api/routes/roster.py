@@ -16,6 +16,7 @@ from services.api.coverage_roster import RosterCoverageReport, roster_coverage
 from services.api.deps import AdminKey, CurrentKey, RegistryReaderKey, SessionDep, SettingsDep
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.params import FromParam, LimitParam, ToParam, check_window
+from services.api.privacy import scope_conditions
 from services.api.routes.common import IntId, SlugId, commit_audited, get_or_404, must_exist
 from services.core.models import Checkpoint, DutyEvent, Staff
 from services.core.models.roster import (
@@ -27,7 +28,6 @@ from services.core.models.roster import (
     StaffingRequirement,
     StaffingRequirementCreate,
     StaffingRequirementPublic,
-    StaffRole,
 )
 from services.core.roster_report import (
     duty_periods,
@@ -60,17 +60,19 @@ def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
 @router.get("/shifts", response_model=list[RosterShiftPublic], responses=ERRORS)
 def list_shifts(
     session: SessionDep,
-    _actor: CurrentKey,
+    actor: CurrentKey,
     start: FromParam = None,
     to: ToParam = None,
     checkpoint_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: LimitParam = 1000,
 ) -> list[RosterShift]:
-    """Shifts overlapping the window (default: the last day)."""
+    """Shifts overlapping the window (default: the last day); a duty key sees its own
+    checkpoints' only."""
     start, end = _window(start, to)
     query = (
         select(RosterShift)
         .where(col(RosterShift.starts_at) < end, col(RosterShift.ends_at) > start)
+        .where(*scope_conditions(actor, col(RosterShift.checkpoint_id)))
         .order_by(col(RosterShift.starts_at), col(RosterShift.checkpoint_id))
         .limit(limit)
     )
@@ -152,9 +154,6 @@ def set_serves(
 # --- requirements ----------------------------------------------------------------------
 def _check_requirement(session: SessionDep, body: StaffingRequirementCreate) -> None:
     must_exist(session, Checkpoint, body.checkpoint_id, "body.checkpoint_id")
-    for n, role in enumerate(body.roles):
-        if role not in {r.value for r in StaffRole}:
-            raise invalid_field(f"body.roles.{n}", f"not a duty role: {role!r}")
     if len(body.roles) > body.min_on_duty and body.min_on_duty:
         raise invalid_field("body.min_on_duty", "fewer than the roles it names")
 

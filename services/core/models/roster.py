@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import field_validator
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -48,6 +49,7 @@ class FeverDisposition(StrEnum):
 
 
 DISPOSITION_NAMES = " | ".join(FeverDisposition)
+MAX_REQUIRED_ROLES = 10
 
 
 # --- who may serve where ---------------------------------------------------------------
@@ -120,7 +122,15 @@ class StaffingRequirement(StaffingRequirementBase, table=True):
 
 
 class StaffingRequirementCreate(StaffingRequirementBase):
-    pass
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_REQUIRED_ROLES:
+            raise ValueError(f"at most {MAX_REQUIRED_ROLES} roles")
+        unknown = [r for r in value if r not in {role.value for role in StaffRole}]
+        if unknown:
+            raise ValueError(f"not a duty role: {unknown[0]!r} ({STAFF_ROLE_NAMES})")
+        return value
 
 
 class StaffingRequirementPublic(StaffingRequirementBase):
