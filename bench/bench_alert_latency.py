@@ -171,6 +171,7 @@ def services(url: str, prefix: str) -> Iterator[None]:
         "CPM_MQTT_URL": "mqtt://127.0.0.1:1883",
         "CPM_INGEST_CLIENT_ID": f"bench-ingest-{uuid.uuid4().hex[:6]}",
         "CPM_LOG_LEVEL": "WARNING",
+        "CPM_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",  # the receiver is local
     }
     procs = [
         subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=env, cwd=ROOT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.core.enums import PassageKind, ReadingSource, Screening
@@ -91,6 +91,8 @@ def _event_times(
 ) -> dict[str, Any]:
     """The timestamps of an event row; an overruled device clock is noted as skew."""
     received = item.inbound.received_at
+    if device_ts.tzinfo is not UTC:  # one tzinfo object: comparisons skip utcoffset()
+        device_ts = device_ts.astimezone(UTC)
     ts, adjusted = trusted_time(
         device_ts,
         received,
