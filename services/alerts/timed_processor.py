@@ -153,7 +153,13 @@ class Timers:
                 report.opened.append(raised.alert_id)
         open_rows = store.open_alerts_of(conn, [t.value for t in CONDITION_TYPES])
         open_keys = {r.open_key: (r.type, r.checkpoint_id) for r in open_rows}
-        still = holding_at_all(checkpoints, now, self.thresholds)
+        # device_offline ends when the device is back, not while an offline spell awaits
+        # confirmation; every other condition (the roster's included) is in `holding`
+        still = holding + [
+            f
+            for f in holding_at_all(checkpoints, now, self.thresholds)
+            if f.type == AlertType.DEVICE_OFFLINE
+        ]
         ended = ended_conditions(open_keys, still, checkpoints, self.thresholds)
         for key in ended:
             alert_type = AlertType(open_keys[key][0])

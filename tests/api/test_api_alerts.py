@@ -91,7 +91,11 @@ def test_acknowledge_and_resolve_need_no_body(
     client: TestClient, api_keys: dict[str, str], seeded_engine: Engine
 ) -> None:
     officer = bearer(api_keys["officer"])
-    alert_id = open_alert(seeded_engine, "cp-003")
+    # a fever needs a disposition (docs/alerts.md, fever cases); other alerts need nothing
+    fever = open_alert(seeded_engine, "cp-002")
+    assert client.post(f"/api/v1/alerts/{fever}/acknowledge", headers=officer).status_code == 200
+    assert_problem(client.post(f"/api/v1/alerts/{fever}/resolve", headers=officer), 422)
+    alert_id = open_alert(seeded_engine, "cp-003", AlertType.UNREGISTERED_ENTRY)
     acked = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=officer)
     assert acked.status_code == 200, acked.text
     assert acked.json()["status"] == "acknowledged"
