@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -37,9 +38,13 @@ _BAD_SHEET_CHARS = str.maketrans({c: "_" for c in "[]:*?/\\"})
 
 
 def safe_text(value: Any) -> Any:
-    """A string as the CSV export writes it (a leading quote before a formula start);
+    """A string as the CSV export writes it (a leading quote before a formula start),
+    without the control characters XML cannot hold (a site or enterprise name is
+    whatever somebody typed, and openpyxl would refuse the whole workbook);
     anything else unchanged."""
-    return csv_cell(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return csv_cell(ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
 
 
 def sheet_title(name: str) -> str:

@@ -224,7 +224,15 @@ def test_xlsx_has_chinese_sheets_text_ids_and_neutralised_formulas(
 ) -> None:
     hostile = '=HYPERLINK("http://evil.example","x")'
     with seeded_engine.begin() as conn:
-        conn.execute(insert(Site.__table__), [{"id": "0012", "name": hostile, "name_zh": "+1"}])
+        conn.execute(
+            insert(Site.__table__),
+            [
+                {"id": "0012", "name": hostile, "name_zh": "+1"},
+                # a name with a control character XML cannot hold (found by schemathesis):
+                # the workbook is still written, the character replaced
+                {"id": "0013", "name": "bell\x07", "name_zh": "铃\x1b声"},
+            ],
+        )
         conn.execute(
             insert(Checkpoint.__table__),
             [{"id": "007", "site_id": "0012", "name": "-2", "min_staff": 1, "active": True}],
@@ -248,6 +256,7 @@ def test_xlsx_has_chinese_sheets_text_ids_and_neutralised_formulas(
     assert site[0].data_type == "s" and site[0].number_format == "@"
     assert site[1].value == "'+1" and site[1].data_type == "s"  # name_zh shown first
     assert site[2].value == 1  # its one checkpoint, a number
+    assert rows["0013"][1].value == "铃\ufffd声"
     for row in book["各小区"].iter_rows():
         for cell in row:
             assert cell.data_type != "f", cell.coordinate  # no formula anywhere

@@ -87,6 +87,8 @@ def test_webhook_receiver_down_ten_minutes_gets_every_alert_once_in_order(
                         ts=clock.now,
                         temp_c=36.6,
                         entry_msg_id=f"w{fevers - 1}",
+                        # the handheld names who re-checked: a fever case is then decided
+                        operator=f"st-{earlier[3:]}-1",
                     )
                 fevers += 1
             step()

@@ -1,7 +1,6 @@
 // The daily report (日报) of a chosen day: download the XLSX, or open the printable
-// page. Both need the API key, so they are fetched here and handed over as a Blob.
+// page. Both are fetched here with the session cookie and handed over as a Blob.
 
-import { storedKey } from "./api.js";
 import { lang, t } from "./i18n.js";
 
 const form = document.getElementById("report-form");
@@ -20,7 +19,7 @@ async function fetchReport(format) {
   url.searchParams.set("date", dateInput.value);
   url.searchParams.set("format", format);
   url.searchParams.set("lang", lang());
-  const response = await fetch(url, { headers: { Authorization: `Bearer ${storedKey()}` } });
+  const response = await fetch(url, { credentials: "same-origin" });
   if (!response.ok) {
     let detail = response.statusText;
     try {

@@ -3,7 +3,7 @@
 // readings look like real screening. Starts itself once the dashboard is shown; reads
 // GET /api/v1/roster/state.
 
-import { request, storedKey } from "./api.js";
+import { request } from "./api.js";
 import { onLangChange, t } from "./i18n.js";
 import { el } from "./format.js";
 
@@ -53,7 +53,7 @@ async function load() {
 
 function tick() {
   const app = document.querySelector("#app");
-  if (!app || app.hidden || !storedKey()) return;
+  if (!app || app.hidden) return;
   if (Date.now() - lastLoad >= REFRESH_MS) load();
 }
 

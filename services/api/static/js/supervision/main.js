@@ -1,6 +1,6 @@
 // The supervision pages (supervision.html): sign in, the inspection form, the overview.
 
-import { request, storeKey, storedKey, whoami } from "../api.js";
+import { closeSession, currentSession, openSession, request, whoami } from "../api.js";
 import { initLang, lang, onLangChange, setLang, t } from "../i18n.js";
 import { InspectionForm } from "./form.js";
 import { Overview } from "./overview.js";
@@ -50,11 +50,10 @@ async function signIn(key) {
     const me = await whoami(key);
     if (me.role && !["inspector", "officer", "admin"].includes(me.role))
       throw new Error(t("supervision.err.role", { role: me.role }));
-    storeKey(key);
+    // the key is traded for the session cookie the board uses too; it is not kept
+    await openSession(key);
     await start();
   } catch (error) {
-    // the key is shared with the board: it is only forgotten when the API refuses it
-    if (error.status === 401) storeKey(null);
     $("#signin").hidden = false;
     $("#app").hidden = true;
     $("#signin-error").textContent = error.message;
@@ -78,8 +77,8 @@ async function main() {
     if (overview && !$("#overview-panel").hidden) overview.load().catch((error) => toast(error.message));
   });
   $("#lang-toggle").addEventListener("click", () => setLang(lang() === "zh-CN" ? "en" : "zh-CN"));
-  $("#sign-out").addEventListener("click", () => {
-    storeKey(null);
+  $("#sign-out").addEventListener("click", async () => {
+    await closeSession();
     location.reload();
   });
   $("#tab-form").addEventListener("click", () => showTab("form"));
@@ -88,8 +87,8 @@ async function main() {
     event.preventDefault();
     signIn($("#api-key").value.trim());
   });
-  const key = storedKey();
-  if (key) await signIn(key);
+  const session = await currentSession();
+  if (session.signed_in && ["inspector", "officer", "admin"].includes(session.role)) await start();
   else $("#signin").hidden = false;
 }
 
