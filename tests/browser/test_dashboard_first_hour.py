@@ -153,7 +153,10 @@ def test_first_load_gauges_agree_with_the_board_and_the_charts_have_data(
         item = page.locator(".feed-item[data-type=fever]")
         assert "体温 38.6 °C" in item.locator(".feed-detail").inner_text()
         item.locator("button.resolve").click()
-        item.locator("form.resolve-form button[type=submit]").click()
+        form = item.locator("form.resolve-form")
+        form.locator("select[name=outcome]").select_option("sent_to_fever_clinic")
+        form.locator("input[name=decided_by]").fill("st-007-1")  # a fever is a case
+        form.locator("button[type=submit]").click()
         toast = page.locator("#toast[data-kind=ok]")
         toast.wait_for()
         assert "已办结" in toast.inner_text()
