@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from services.core.demo import make_resident_id
-from services.core.identity import redact
+from services.core.identity import contains_id, pseudonymise_ids, redact
 from services.core.protocol import ProtocolError, parse_message
 from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
 from services.ingest.service import IngestService
-from tests.support import wait_until
+from tests.support import TEST_SECRET, wait_until
 from tests.support.env import MQTT_URL
 from tests.support.mqtt import Device
 from tests.support.reliability import db_name, record
@@ -156,7 +156,10 @@ def present(engine: Engine, accepted: Accepted) -> bool:
     with engine.connect() as conn:
         if table:
             query = f"SELECT count(*) FROM {table} WHERE checkpoint_id = :cp AND msg_id = :m"
-            params = {"cp": cp, "m": message.msg_id}  # type: ignore[union-attr]
+            msg_id: str = message.msg_id  # type: ignore[union-attr]
+            if contains_id(msg_id):  # stored as a keyed token, never raw (docs/privacy.md)
+                msg_id = pseudonymise_ids(TEST_SECRET, msg_id)
+            params = {"cp": cp, "m": msg_id}
         elif accepted.kind == "status":
             query = "SELECT count(*) FROM device_status_event WHERE checkpoint_id = :cp"
             params = {"cp": cp}
