@@ -318,3 +318,36 @@ def test_contact_tracing_finds_nearby_people_masked_and_is_audited(
     ).json()["items"]
     assert len(audit) == 1 and people[0].id_number not in json.dumps(audit)
     assert json.loads(audit[0]["detail"])["contacts"] == 1
+
+
+def test_ids_chosen_by_an_admin_are_slugs(client: TestClient, api_keys: dict[str, str]) -> None:
+    """Site, checkpoint and staff ids end up in MQTT topics, URLs and CSV files: hostile
+    ones (spaces, slashes, wildcards, quotes) are refused by the API and the CSV import."""
+    admin = bearer(api_keys["admin"])
+    for bad in ("a b!", "cp/001", "cp+#", "x'--", "", "a" * 65):
+        assert_problem(
+            client.post("/api/v1/sites", json={"id": bad, "name": "x"}, headers=admin), 422
+        )
+        assert_problem(
+            client.post(
+                "/api/v1/checkpoints",
+                json={"id": bad, "site_id": "res-01", "name": "x"},
+                headers=admin,
+            ),
+            422,
+        )
+        assert_problem(
+            client.post("/api/v1/staff", json={"id": bad, "name": "x"}, headers=admin), 422
+        )
+    assert (
+        client.post(
+            "/api/v1/sites", json={"id": "res-99_b", "name": "x"}, headers=admin
+        ).status_code
+        == 201
+    )
+    report = client.post(
+        "/api/v1/registry/import/staff",
+        content="id,name\nst 9,王芳\n".encode(),
+        headers={**admin, "Content-Type": "text/csv"},
+    ).json()
+    assert report["imported"] == 0 and {e["field"] for e in report["errors"]} == {"id"}

@@ -43,7 +43,8 @@ class Site(SiteBase, table=True):
 
 
 class SiteCreate(SiteBase):
-    id: str = Field(max_length=64, regex=SLUG)
+    # `regex=` is not enforced by SQLModel on pydantic 2: `pattern` is
+    id: str = Field(max_length=64, schema_extra={"pattern": SLUG})
 
 
 class SitePublic(SiteBase):
@@ -79,7 +80,8 @@ class Checkpoint(CheckpointBase, table=True):
 
 
 class CheckpointCreate(CheckpointBase):
-    id: str = Field(max_length=64, regex=SLUG)
+    # `regex=` is not enforced by SQLModel on pydantic 2: `pattern` is
+    id: str = Field(max_length=64, schema_extra={"pattern": SLUG})
 
 
 class CheckpointPublic(CheckpointBase):
@@ -104,7 +106,8 @@ class Staff(StaffBase, table=True):
 
 
 class StaffCreate(StaffBase):
-    id: str = Field(max_length=64, regex=SLUG)
+    # `regex=` is not enforced by SQLModel on pydantic 2: `pattern` is
+    id: str = Field(max_length=64, schema_extra={"pattern": SLUG})
 
     @field_validator("duty_role")
     @classmethod

@@ -74,9 +74,8 @@ class VisitKind(StrEnum):
 class ChecklistTemplateBase(SQLModel):
     code: str = Field(
         max_length=64,
-        regex=SLUG,
         description="The checklist this is a version of",
-        schema_extra={"examples": ["residential"]},
+        schema_extra={"examples": ["residential"], "pattern": SLUG},
     )
     target_kind: str = Field(max_length=20, description="residential | industrial | enterprise")
     name: str = Field(max_length=200, schema_extra={"examples": ["Residential compound"]})
@@ -94,7 +93,7 @@ class ChecklistTemplate(ChecklistTemplateBase, table=True):
 
 
 class ChecklistItemBase(SQLModel):
-    code: str = Field(max_length=32, regex=ITEM_CODE, schema_extra={"examples": ["R1.2"]})
+    code: str = Field(max_length=32, schema_extra={"examples": ["R1.2"], "pattern": ITEM_CODE})
     text_zh: str = Field(max_length=500)
     text_en: str = Field(max_length=500)
     sensor_metric: str | None = Field(
@@ -121,7 +120,7 @@ class MinorItemCreate(ChecklistItemBase):
 
 
 class MajorItemCreate(SQLModel):
-    code: str = Field(max_length=32, regex=ITEM_CODE)
+    code: str = Field(max_length=32, schema_extra={"pattern": ITEM_CODE})
     text_zh: str = Field(max_length=500)
     text_en: str = Field(max_length=500)
     items: list[MinorItemCreate] = Field(min_length=1, max_length=50)
@@ -197,7 +196,7 @@ class SupervisionTeam(SupervisionTeamBase, table=True):
 
 
 class SupervisionTeamCreate(SupervisionTeamBase):
-    id: str = Field(max_length=64, regex=SLUG)
+    id: str = Field(max_length=64, schema_extra={"pattern": SLUG})
 
 
 class TeamMemberBase(SQLModel):
@@ -306,7 +305,7 @@ class InspectionAttachment(SQLModel, table=True):
 
 
 class MarkIn(SQLModel):
-    item_code: str = Field(max_length=32, regex=ITEM_CODE)
+    item_code: str = Field(max_length=32, schema_extra={"pattern": ITEM_CODE})
     mark: Mark
     reason: str | None = Field(default=None, max_length=500)
     fixed_on_spot: bool = Field(default=False, description="× fixed during the visit")
