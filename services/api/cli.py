@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from services.core.db import get_engine
 from services.core.enums import Role
@@ -59,19 +59,9 @@ def register(subparsers: Any) -> None:
     registry = subparsers.add_parser("registry", help="registry bulk import")
     registry_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     imp = registry_sub.add_parser("import", help="import a CSV file")
-    imp.add_argument(
-        "entity",
-        choices=(
-            "sites",
-            "checkpoints",
-            "staff",
-            "people",
-            "passes",
-            "vehicles",
-            "rosters",
-            "staff_checkpoints",
-        ),
-    )
+    from services.core.registry_import import EntityName  # loaded when the parser is built
+
+    imp.add_argument("entity", choices=get_args(EntityName))
     imp.add_argument("file", type=Path)
     imp.add_argument(
         "--mode", choices=("all_or_nothing", "skip_bad_rows"), default="all_or_nothing"

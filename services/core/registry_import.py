@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import Connection, Engine, Table, insert, select
@@ -98,6 +98,12 @@ class Entity:
     table: Any
     required: tuple[str, ...]
 
+
+# every entity the import takes: the API route's path parameter and the CLI's choices
+# (roster_import.py registers the last two)
+EntityName = Literal[
+    "sites", "checkpoints", "staff", "people", "passes", "vehicles", "rosters", "staff_checkpoints"
+]
 
 ENTITIES: dict[str, Entity] = {
     "sites": Entity(SiteCreate, Site, ("id", "name")),

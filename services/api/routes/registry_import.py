@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request
 from sqlalchemy import Connection, insert
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +11,13 @@ from services.api.deps import AdminKey, EngineDep, SettingsDep
 from services.api.errors import ApiProblem, problem_responses
 from services.api.limits import describe
 from services.api.schemas import ImportReport, ImportRowError
-from services.core.registry_import import ENTITIES, ImportMode, ImportResult, import_csv
+from services.core.registry_import import (
+    ENTITIES,
+    EntityName,
+    ImportMode,
+    ImportResult,
+    import_csv,
+)
 from services.core.tables import audit_t
 
 router = APIRouter(prefix="/registry", tags=["registry"])
@@ -52,16 +56,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     },
 )
 async def import_registry(
-    entity: Literal[
-        "sites",
-        "checkpoints",
-        "staff",
-        "people",
-        "passes",
-        "vehicles",
-        "rosters",
-        "staff_checkpoints",
-    ],
+    entity: EntityName,
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
