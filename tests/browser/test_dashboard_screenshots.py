@@ -7,6 +7,7 @@ The screenshots go to a temporary directory; to refresh docs/screenshots run
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,9 +133,22 @@ def test_every_view_renders_a_simulated_day_in_both_languages_and_on_a_phone(
                 browser.screenshot(shots, "board-zh.png", "#board-panel")
                 browser.screenshot(shots, "charts-zh.png", "#charts-panel")
 
+                # the simulated day may have left fevers (at cp-024 too) in the feed, and a
+                # live event may have raised the banner already: wait for the banner to name
+                # an alert that was not there before this fever
+                shown = page.evaluate(
+                    "[...document.querySelectorAll('.feed-item')].map(e => e.dataset.alert)"
+                )
                 pipe.device.fever("cp-024", 39.1)
-                page.locator(".feed-item[data-type=fever]:has-text('cp-024')").first.wait_for()
-                assert page.locator("#critical-banner").is_visible()
+                wait_for_js(
+                    page,
+                    f"(() => {{ const b = document.querySelector('#critical-banner');"
+                    f" return !b.hidden && !{json.dumps(shown)}.includes(b.dataset.alert); }})()",
+                )
+                cued = page.locator("#critical-banner").get_attribute("data-alert")
+                cued_item = page.locator(f".feed-item[data-alert='{cued}']")
+                assert cued_item.get_attribute("data-type") == "fever"
+                assert "cp-024" in cued_item.inner_text()
                 browser.screenshot(shots, "alerts-zh.png", "#feed-panel")
 
                 page.locator("#critical-banner #banner-close").click()
