@@ -2,8 +2,9 @@
 
 - `SecurityHeadersMiddleware`: a Content-Security-Policy without inline script (the
   dashboard loads only its own files), no framing, no MIME sniffing, no referrer. The
-  interactive docs (`/docs`, `/redoc`) load Swagger UI / ReDoc from a CDN with an inline
-  bootstrap script, so they get a policy allowing exactly that.
+  interactive docs (`/docs`, `/redoc`) load Swagger UI / ReDoc from our own files too, but
+  both set inline styles and ReDoc searches in a blob: worker, so they get a policy
+  allowing exactly that.
 - `FailedAuth`: unknown or revoked keys counted per client address; past the limit the
   address is blocked for a while (429 with Retry-After), logged and counted. Counted in
   the database, so the block holds across API replicas.
@@ -29,10 +30,8 @@ DASHBOARD_CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; worker-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/redoc")

@@ -116,15 +116,28 @@ def test_openapi_declares_error_bodies_as_problem_json(client: TestClient) -> No
     assert served.headers["content-type"].startswith("application/problem+json")
 
 
-def test_swagger_ui_is_served_from_local_files(client: TestClient) -> None:
-    page = client.get("/docs")
+@pytest.mark.parametrize(
+    ("path", "assets"),
+    [
+        (
+            "/docs",
+            (
+                "/vendor/swagger-ui/swagger-ui-bundle.js",
+                "/vendor/swagger-ui/swagger-ui.css",
+                "/js/swagger-init.js",
+            ),
+        ),
+        ("/redoc", ("/vendor/redoc/redoc.standalone.js",)),
+    ],
+)
+def test_the_api_docs_are_served_from_local_files(
+    client: TestClient, path: str, assets: tuple[str, ...]
+) -> None:
+    page = client.get(path)
     assert page.status_code == 200
     assert "cdn." not in page.text and "https://" not in page.text
-    for asset in (
-        "/vendor/swagger-ui/swagger-ui-bundle.js",
-        "/vendor/swagger-ui/swagger-ui.css",
-        "/js/swagger-init.js",
-    ):
+    assert "<script>" not in page.text  # nothing inline: the policy allows none
+    for asset in assets:
         assert asset in page.text
         served = client.get(asset)
         assert served.status_code == 200 and len(served.content) > 300, asset

@@ -227,3 +227,29 @@ def test_a_wrong_key_is_refused_with_a_message(server: LiveServer, tmp_path: Pat
         assert "密钥无效" in page.locator("#signin-error").inner_text()
         assert page.locator("#app").is_hidden()
         assert page.evaluate("localStorage.getItem('cpm.apiKey')") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [
+        # Swagger UI lists the operations; ReDoc renders the API title as its heading
+        ("/docs", ".opblock-tag"),
+        ("/redoc", "h1:has-text('checkpoint-monitor API')"),
+    ],
+)
+def test_the_api_docs_render_from_local_files_only(
+    server: LiveServer, tmp_path: Path, path: str, rendered: str
+) -> None:
+    """Both docs pages work on a network without internet (a deployment's containers
+    reach nothing else): every request goes to the API itself, and nothing the page
+    does is refused by its Content-Security-Policy (a refusal is a console error)."""
+    with chromium_page(tmp_path / "profile", server.url) as browser:
+        page = browser.page
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(server.url + path)
+        page.locator(rendered).first.wait_for()
+        assert requested and all(
+            url.startswith((server.url + "/", "blob:", "data:")) for url in requested
+        ), requested
+        assert browser.errors == []
