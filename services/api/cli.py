@@ -25,7 +25,8 @@ _KEY_IN_QUERY = re.compile(r"(api_key=)[^&\s\"]+")
 
 
 class RedactKeyFilter(logging.Filter):
-    """EventSource clients pass `?api_key=`: keep keys out of the access log."""
+    """A key sent in a URL is refused, but uvicorn logs the request line first: keep the
+    key out of the access log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

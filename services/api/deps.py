@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -84,8 +84,8 @@ def _session_token(request: Request) -> str | None:
 
 
 def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
-    """The caller from a key (Bearer, X-API-Key, the stream's query) or, without one,
-    from the dashboard's session cookie."""
+    """The caller from a key (Bearer or X-API-Key) or, without one, from the dashboard's
+    session cookie."""
     failed_auth: FailedAuth = request.app.state.failed_auth
     address = _client_address(request)
     wait = failed_auth.retry_after(address)
@@ -104,6 +104,16 @@ def _actor_for(request: Request, session: Session, key: str | None) -> Actor:
                 401,
                 "the Authorization header must read `Bearer KEY` (the word Bearer, a space, "
                 "then the key); or send `X-API-Key: KEY`",
+                "missing-api-key",
+                headers=_UNAUTHENTICATED,
+            )
+        if "api_key" in request.query_params:
+            # a key in a URL ends up in proxy and access logs: refused, and said why
+            raise ApiProblem(
+                401,
+                "a key in the URL (`?api_key=`) is not accepted, it would be written to "
+                "access logs: send `Authorization: Bearer KEY`; a browser opens a session "
+                "(`POST /api/v1/session`) whose cookie the stream takes",
                 "missing-api-key",
                 headers=_UNAUTHENTICATED,
             )
@@ -152,25 +162,7 @@ def authenticate(
     return _actor_for(request, session, key)
 
 
-def authenticate_stream(
-    request: Request,
-    session: SessionDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header_key: Annotated[str | None, Depends(_api_key_header)],
-    api_key: Annotated[
-        str | None,
-        Query(
-            description="The key, for EventSource clients that cannot set headers. "
-            "It appears in access logs: prefer a viewer key here."
-        ),
-    ] = None,
-) -> Actor:
-    key = bearer.credentials if bearer is not None else header_key or api_key
-    return _actor_for(request, session, key)
-
-
 CurrentKey = Annotated[Actor, Depends(authenticate)]
-StreamKey = Annotated[Actor, Depends(authenticate_stream)]
 
 
 def require_roles(*roles: Role) -> Callable[[Actor], Actor]:

@@ -61,8 +61,9 @@ checkpoint-monitor.
 `cpmon apikey create --role ROLE`. Roles: `admin` (registry, configuration, keys),
 `officer` (contact tracing, alerts), `duty` (acknowledge alerts at its own checkpoints),
 `viewer` (read-only board and metrics). Missing or unknown key: 401; wrong role: 403.
-`GET /api/v1/alerts/stream` (Server-Sent Events) also accepts `?api_key=KEY`, because a
-browser's EventSource cannot set headers.
+A browser's EventSource cannot set headers: the dashboard trades its key once for a
+session cookie (`POST /api/v1/session`), which `GET /api/v1/alerts/stream` takes. Keys
+are never accepted in a URL.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`); validation
 errors list each field in `errors`. **Times** are RFC 3339 with an offset. ID numbers are

@@ -30,7 +30,6 @@ from services.api.deps import (
     EngineDep,
     SessionDep,
     SettingsDep,
-    StreamKey,
 )
 from services.api.errors import ApiProblem, invalid_field, problem_responses
 from services.api.pagination import keyset_page
@@ -179,7 +178,7 @@ async def alert_feed(
 async def stream_alerts(
     request: Request,
     engine: EngineDep,
-    actor: StreamKey,
+    actor: CurrentKey,
     after: Annotated[
         int | None,
         Query(ge=0, le=2**62, description="Replay history after this id (0: everything)"),
@@ -189,9 +188,9 @@ async def stream_alerts(
     """One `alert` event per change of any alert (opened, repeated, acknowledged,
     escalated, resolved). Reconnecting EventSources send `Last-Event-ID` and resume
     where they left off. Browsers cannot set headers on an EventSource: open a session
-    first (`POST /session`), whose cookie the stream takes; other clients may pass
-    `?api_key=KEY` (it then appears in access logs). Duty keys see their own checkpoints
-    only."""
+    first (`POST /session`), whose cookie the stream takes; other clients send the key
+    in a header as on every route (never in the URL). Duty keys see their own
+    checkpoints only."""
     if last_event_id is not None and last_event_id.isdigit():
         after = int(last_event_id)
     if after is None:
