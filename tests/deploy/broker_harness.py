@@ -144,8 +144,19 @@ class Client:
             time.sleep(0.01)
         raise AssertionError(f"the broker neither acknowledged nor refused {topic}")
 
-    def drain(self, quiet_s: float = 0.5) -> list[tuple[str, bytes, bool]]:
+    def drain(
+        self, quiet_s: float = 0.5, expect: int = 0, timeout_s: float = 15.0
+    ) -> list[tuple[str, bytes, bool]]:
+        """What arrived: at least `expect` messages (waiting up to `timeout_s` for them,
+        as a loaded machine may deliver late), then anything more until `quiet_s` of
+        silence, so an extra delivery is still seen."""
         got = []
+        deadline = time.monotonic() + timeout_s
+        while len(got) < expect and time.monotonic() < deadline:
+            try:
+                got.append(self.received.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
         while True:
             try:
                 got.append(self.received.get(timeout=quiet_s))

@@ -71,7 +71,7 @@ def test_a_device_cannot_take_any_other_client_id(broker: SecureBroker, topic_pr
 
     back = login(broker, "cpm-ingest-1", persistent=True)
     assert back.session_present, "the attacker replaced ingest's session"
-    received = back.drain()
+    received = back.drain(expect=20)
     assert len(received) == 20
     for client in (back, victim):
         client.close()
@@ -108,7 +108,7 @@ def test_a_device_subscribes_to_nothing_but_its_own_alerts(
     for n in range(50):
         victim.publish(f"{topic_prefix}/cp/{VICTIM}/reading", reading(n))
     # the whole share went to the one real member: nothing routed to the attacker
-    assert len(ingest.drain()) == 50
+    assert len(ingest.drain(expect=50)) == 50
     assert attacker.drain(0.2) == []
     for client in (ingest, attacker, victim):
         client.close()
@@ -147,12 +147,14 @@ def test_a_device_publishes_only_its_five_topics_within_the_size_limit(
     assert attacker.publish(own[1], b"x" * 8192).getName() == "Success"  # type: ignore[union-attr]
     assert attacker.publish(own[1], b"x" * 8193) is None  # disconnected, not stored
 
-    delivered = [(topic, len(payload)) for topic, payload, _ in ingest.drain()]
-    assert delivered == [(topic, 2) for topic in own] + [(own[1], 8192)]
+    expected = [(topic, 2) for topic in own] + [(own[1], 8192)]
+    delivered = [(t, len(payload)) for t, payload, _ in ingest.drain(expect=len(expected))]
+    assert delivered == expected
     # nothing forbidden was retained: a new subscriber finds only the status
     fresh = login(broker, "cpm-ingest-2")
     fresh.subscribe(f"{topic_prefix}/cp/#")
-    assert [(t, r) for t, _, r in fresh.drain()] == [(f"{topic_prefix}/cp/{ATTACKER}/status", True)]
+    retained = [(t, r) for t, _, r in fresh.drain(expect=1)]
+    assert retained == [(f"{topic_prefix}/cp/{ATTACKER}/status", True)]
     for client in (ingest, fresh):
         client.close()
 
@@ -182,7 +184,7 @@ def test_services_have_only_their_own_rights(broker: SecureBroker, topic_prefix:
         client.close()
     health = login(broker, "cpm-health")
     assert not health.subscribe("$SYS/broker/uptime").is_failure
-    assert health.drain()[0][0] == "$SYS/broker/uptime"
+    assert health.drain(expect=1)[0][0] == "$SYS/broker/uptime"
     health.close()
 
 
