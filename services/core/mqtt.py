@@ -28,6 +28,22 @@ from paho.mqtt.properties import Properties
 from services.core.settings import Settings
 
 PAHO_LOG = logging.getLogger("paho.mqtt")
+
+
+class ShutdownNoiseFilter(logging.Filter):
+    """paho's network thread may run its loop once more after `disconnect()` closed the
+    socket, and says so at ERROR ("Client is not connected") on every clean stop. A real
+    loss of the connection reaches our `on_disconnect` callbacks, which log it, so that
+    line is demoted to DEBUG rather than alarming an operator at each shutdown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return PAHO_LOG.isEnabledFor(logging.DEBUG)
+        return True
+
+
+PAHO_LOG.addFilter(ShutdownNoiseFilter())
 Callback = TypeVar("Callback", bound=Callable[..., Any])
 
 
