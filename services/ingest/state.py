@@ -170,6 +170,10 @@ def update_checkpoint_state(
         )
     sql, order = _state_statement(conn)
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(sql, [tuple(sqlite_value(row[n]) for n in order) for row in rows])
+        params = [
+            tuple([None if (value := row[n]) is None else sqlite_value(value) for n in order])
+            for row in rows
+        ]
+        conn.exec_driver_sql(sql, params)
     else:
         conn.exec_driver_sql(sql, rows)
