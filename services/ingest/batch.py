@@ -24,6 +24,7 @@ from services.ingest.store import (
 
 log = logging.getLogger(__name__)
 CHECKPOINT_CACHE_S = 1.0  # registry changes apply within a second
+TOPIC_CACHE_SIZE = 4096  # parsed topics kept (a few per checkpoint); then started anew
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -40,6 +41,7 @@ class BatchProcessor:
         self.settings = settings
         self._thresholds: dict[str, float] = {}
         self._thresholds_at = 0.0
+        self._topics: dict[str, tuple[str, str]] = {}
 
     def process(self, items: list[Inbound]) -> BatchOutcome:
         """Store the batch, or raise. A data error is narrowed down to the messages that
@@ -71,9 +73,11 @@ class BatchProcessor:
             known = self._thresholds.keys()
             accepted: list[Accepted] = []
             rejected: list[Rejected] = []
+            if len(self._topics) > TOPIC_CACHE_SIZE:  # anyone may publish odd topics
+                self._topics.clear()
             for item in items:
                 parsed = parse_inbound(
-                    item, settings.topic_prefix, known, settings.max_payload_bytes
+                    item, settings.topic_prefix, known, settings.max_payload_bytes, self._topics
                 )
                 if isinstance(parsed, Accepted):
                     accepted.append(parsed)

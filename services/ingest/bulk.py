@@ -9,12 +9,13 @@ writes them, so everything reads back through the models unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Connection, DateTime, Float, Table
 from sqlalchemy.dialects import postgresql
@@ -26,15 +27,59 @@ SQLITE_MAX_CHUNK_ROWS = 256
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # unannotated
 
 
+STAMP_TEXTS_KEPT = 65536
+_stamp_texts: dict[datetime, str] = {}
+
+
 def sqlite_value(value: Any) -> Any:
     """What SQLAlchemy's SQLite DATETIME stores for a UTC timestamp (naive, UTC)."""
     if isinstance(value, datetime):
         zone = value.tzinfo
-        if zone is UTC or (zone is not None and not zone.utcoffset(value)):
+        if zone is UTC:
+            # a batch writes each instant several times (ts, device_ts, its reading, its
+            # roll-up): the text is made once; equal UTC instants have equal texts
+            text = _stamp_texts.get(value)
+            if text is None:
+                if len(_stamp_texts) >= STAMP_TEXTS_KEPT:
+                    _stamp_texts.clear()
+                text = _stamp_texts[value] = value.isoformat(" ", "microseconds")[:-6]
+            return text
+        if zone is not None and not zone.utcoffset(value):
             # a UTC time (whatever its tzinfo object): its text without "+00:00"
             return value.isoformat(" ", "microseconds")[:-6]
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
+
+
+@overload
+def utc_stamp(value: datetime | str) -> datetime: ...
+@overload
+def utc_stamp(value: datetime | str | None) -> datetime | None: ...
+def utc_stamp(value: datetime | str | None) -> datetime | None:
+    """A timestamp as read below SQLAlchemy, as UTCDateTime returns it: PostgreSQL gives
+    aware datetimes, SQLite naive UTC text. Always the one UTC tzinfo object: comparing
+    aware datetimes with two tzinfo objects calls utcoffset() on both, ~15x the cost."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def select_in(
+    conn: Connection, table: Table, columns: Sequence[str], key: str, values: Iterable[Any]
+) -> list[Any]:
+    """`SELECT columns FROM table WHERE key IN values` as driver SQL whose text does not
+    depend on the values (one array or JSON parameter): no statement built and compiled
+    per batch, no per-row result processing (timestamps: `utc_stamp`)."""
+    listed = list(values)
+    if not listed:
+        return []
+    head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
+    if conn.dialect.name == "postgresql":
+        return list(conn.exec_driver_sql(f"{head} = ANY(%(keys)s)", {"keys": listed}).all())
+    sql = f"{head} IN (SELECT value FROM json_each(?))"
+    return list(conn.exec_driver_sql(sql, (json.dumps(listed),)).all())
 
 
 def _sqlite_rows(

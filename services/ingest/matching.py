@@ -321,12 +321,18 @@ class Matcher:
         while heap:
             self.cost.steps += 1
             key, n, group, seeker, partner = heapq.heappop(heap)
-            best = self._best(group)
-            if best is None:
-                continue
-            if best[0] != key:  # a partner or seeker of this entry was taken meanwhile
-                heapq.heappush(heap, (best[0], n, group, best[1], best[2]))
-                continue
+            if seeker.id in self._taken[not group.of_readings] or (
+                partner.id in self._taken[group.of_readings]
+            ):
+                # taking only removes pairs: while both sides of the entry are free it
+                # is still the group's best (a key names one pair), else look again
+                best = self._best(group)
+                if best is None:
+                    continue
+                if best[0] != key:
+                    heapq.heappush(heap, (best[0], n, group, best[1], best[2]))
+                    continue
+                seeker, partner = best[1], best[2]
             passage, reading = (partner, seeker) if group.of_readings else (seeker, partner)
             self._claim(passage, reading)
             pairs.append((passage.id, reading.id))

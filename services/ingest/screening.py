@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from services.core.enums import PassageKind, Screening
-from services.core.queries import join_pairs
 from services.core.tables import OPEN_PASSAGE, OPEN_READING, passage_t, reading_t
-from services.ingest.bulk import sqlite_value, update_by_id
+from services.ingest.bulk import sqlite_value, update_by_id, utc_stamp
 from services.ingest.matching import Item, Lane, MatchCost, Matcher, Seek
 from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, link_named
 
@@ -54,15 +53,6 @@ SELECT id, checkpoint_id, direction, ts, {extra} FROM {table}
 WHERE {lanes} AND {open} AND ts >= {first} AND ts <= {last}
 LIMIT {limit}
 """
-
-
-def _aware(ts: datetime | str) -> datetime:
-    """PostgreSQL returns aware timestamps; SQLite naive UTC text."""
-    if isinstance(ts, str):
-        return datetime.fromisoformat(ts).replace(tzinfo=UTC)
-    # the one UTC tzinfo object everywhere: an aware comparison between two tzinfo
-    # objects calls utcoffset() on both, ~15x the cost (and matching compares a lot)
-    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
 class OpenRows:
@@ -140,7 +130,7 @@ class OpenRows:
         make = OpenPassage if self.passages else OpenReading
         wanted = set(lanes)
         return [
-            make(id_, cp, direction, _aware(ts), extra)
+            make(id_, cp, direction, utc_stamp(ts), extra)
             for id_, cp, direction, ts, extra in rows
             if (cp, direction) in wanted
         ]
@@ -155,39 +145,65 @@ class OpenRows:
             params = self._params([seeks[n] for n in picked], limit)
             result = self.conn.exec_driver_sql(self._statement(direction), params)
             for seek, id_, cp, lane_direction, ts, extra in result:
-                out[picked[seek]].append(make(id_, cp, lane_direction, _aware(ts), extra))
+                out[picked[seek]].append(make(id_, cp, lane_direction, utc_stamp(ts), extra))
         for seek, rows in zip(seeks, out, strict=True):
             rows.sort(key=lambda item: (item.ts, item.id), reverse=not seek.ascending)
         return out
 
 
+_BY_PAIR = {
+    "sqlite": "SELECT t.id, t.checkpoint_id, t.direction, t.ts, t.{key} "
+    "FROM json_each(?) AS w JOIN {table} AS t ON t.checkpoint_id = "
+    "json_extract(w.value, '$[0]') AND t.{key} = json_extract(w.value, '$[1]') WHERE {where}",
+    "postgresql": "SELECT t.id, t.checkpoint_id, t.direction, t.ts, t.{key} "
+    "FROM unnest(%(cps)s::text[], %(keys)s::text[]) AS w(cp, key) JOIN {table} AS t "
+    "ON t.checkpoint_id = w.cp AND t.{key} = w.key WHERE {where}",
+}
+
+
+def _by_pair(
+    conn: Connection, table: str, key: str, where: str, pairs: set[tuple[str, str]]
+) -> list[Any]:
+    """The rows whose (checkpoint_id, `key`) is one of `pairs`: an index look-up per
+    pair, in driver SQL whose text does not grow with the batch."""
+    ordered = sorted(pairs)
+    dialect = conn.dialect.name
+    sql = _BY_PAIR[dialect].format(table=table, key=key, where=where)
+    if dialect == "postgresql":
+        params: Any = {"cps": [p[0] for p in ordered], "keys": [p[1] for p in ordered]}
+    else:
+        params = (json.dumps(ordered),)
+    return list(conn.exec_driver_sql(sql, params).all())
+
+
 def _named_open_passages(conn: Connection, new_readings: list[OpenReading]) -> list[OpenPassage]:
     """The open passages the new readings name (a named entry may lie outside any
     window): an index look-up per name."""
-    named = {(r.checkpoint_id, r.entry_msg_id) for r in new_readings if r.entry_msg_id}
+    named = {(r.checkpoint_id, name) for r in new_readings if (name := r.entry_msg_id)}
     if not named:
         return []
-    c = passage_t.c
-    query = (
-        select(c.id, c.checkpoint_id, c.direction, c.ts, c.msg_id)
-        .select_from(join_pairs(conn.dialect.name, passage_t, c.msg_id, named))
-        .where(c.kind == PassageKind.PERSON.value, c.screened.is_(False))
-    )
-    return [OpenPassage(*row) for row in conn.execute(query)]
+    where = f"t.kind = '{PassageKind.PERSON.value}' AND t.screened = {_false(conn)}"
+    return [
+        OpenPassage(id_, cp, direction, utc_stamp(ts), msg_id)
+        for id_, cp, direction, ts, msg_id in _by_pair(conn, passage_t.name, "msg_id", where, named)
+    ]
 
 
 def _naming_open_readings(conn: Connection, new_passages: list[OpenPassage]) -> list[OpenReading]:
     """The stored open readings that name one of the new passages."""
     if not new_passages:
         return []
-    c = reading_t.c
     named = {(p.checkpoint_id, p.msg_id) for p in new_passages}
-    query = (
-        select(c.id, c.checkpoint_id, c.direction, c.ts, c.entry_msg_id)
-        .select_from(join_pairs(conn.dialect.name, reading_t, c.entry_msg_id, named))
-        .where(c.passage_id.is_(None), c.implausible.is_(False), c.source == "thermometer")
-    )
-    return [OpenReading(*row) for row in conn.execute(query)]
+    where = f"t.passage_id IS NULL AND t.implausible = {_false(conn)} AND t.source = 'thermometer'"
+    rows = _by_pair(conn, reading_t.name, "entry_msg_id", where, named)
+    return [
+        OpenReading(id_, cp, direction, utc_stamp(ts), entry_msg_id)
+        for id_, cp, direction, ts, entry_msg_id in rows
+    ]
+
+
+def _false(conn: Connection) -> str:
+    return "false" if conn.dialect.name == "postgresql" else "0"
 
 
 def link_screenings(

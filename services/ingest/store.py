@@ -20,7 +20,6 @@ from services.core.enums import PassageKind, Registration
 from services.core.identity import hash_id, normalize_id, redact
 from services.core.models.registry import normalize_plate
 from services.core.protocol import DutyMessage, EntryMessage
-from services.core.queries import one_of
 from services.core.tables import (
     checkpoint_t,
     dead_letter_t,
@@ -36,7 +35,7 @@ from services.core.tables import (
     state_t,
     vehicle_t,
 )
-from services.ingest.bulk import insert_new, update_by_id
+from services.ingest.bulk import insert_new, select_in, update_by_id, utc_stamp
 from services.ingest.matching import MatchCost
 from services.ingest.parse import Accepted, Rejected
 from services.ingest.plan import BatchPlan, RegistryView
@@ -105,41 +104,32 @@ def load_registry(
         if entry.qr_pass:
             codes.add(entry.qr_pass)
     view = RegistryView(id_hashes=id_hashes, fever_thresholds=thresholds)
-    dialect = conn.dialect.name
     staff_named = {i.message.staff_id for i in accepted if isinstance(i.message, DutyMessage)}
     if staff_named:
-        rows = conn.execute(select(staff_t.c.id).where(one_of(dialect, staff_t.c.id, staff_named)))
-        view.staff_ids = {row.id for row in rows}
+        view.staff_ids = {row[0] for row in select_in(conn, staff_t, ["id"], "id", staff_named)}
     if id_hashes:
-        rows = conn.execute(
-            select(person_t.c.id_hash, person_t.c.id).where(
-                one_of(dialect, person_t.c.id_hash, id_hashes.values())
-            )
-        )
-        view.person_ids = {row.id_hash: row.id for row in rows}
+        rows = select_in(conn, person_t, ["id_hash", "id"], "id_hash", id_hashes.values())
+        view.person_ids = dict(rows)
     if codes:
-        rows = conn.execute(select(pass_t).where(one_of(dialect, pass_t.c.code, codes)))
-        view.passes = {
-            row.code: PassRecord(
-                row.id, row.person_id, row.valid_from, row.valid_until, row.revoked_at
+        columns = ["code", "id", "person_id", "valid_from", "valid_until", "revoked_at"]
+        for code, id_, person_id, valid_from, valid_until, revoked in select_in(
+            conn, pass_t, columns, "code", codes
+        ):
+            view.passes[code] = PassRecord(
+                id_, person_id, utc_stamp(valid_from), utc_stamp(valid_until), utc_stamp(revoked)
             )
-            for row in rows
-        }
     person_ids = set(view.person_ids.values())
     if person_ids:
-        rows = conn.execute(
-            select(quarantine_t).where(one_of(dialect, quarantine_t.c.person_id, person_ids))
-        )
-        for row in rows:
-            window = QuarantineWindow(row.starts_at, row.ends_at, row.lifted_at)
-            view.quarantines.setdefault(row.person_id, []).append(window)
+        columns = ["person_id", "starts_at", "ends_at", "lifted_at"]
+        for person_id, starts, ends, lifted in select_in(
+            conn, quarantine_t, columns, "person_id", person_ids
+        ):
+            window = QuarantineWindow(utc_stamp(starts), utc_stamp(ends), utc_stamp(lifted))
+            view.quarantines.setdefault(person_id, []).append(window)
     if plates:
-        rows = conn.execute(
-            select(vehicle_t.c.plate, vehicle_t.c.id, vehicle_t.c.active).where(
-                one_of(dialect, vehicle_t.c.plate, plates)
-            )
-        )
-        view.vehicles = {row.plate: (row.id, row.active) for row in rows}
+        columns = ["plate", "id", "active"]
+        for plate, id_, active in select_in(conn, vehicle_t, columns, "plate", plates):
+            view.vehicles[plate] = (id_, bool(active))
     return view
 
 

@@ -3,7 +3,7 @@
 One Python process can use one core. So by default ingest runs the batch processor in a
 child process: the parent receives and acknowledges, the child parses and commits, and
 the two overlap on two cores (since receiver.py, receiving costs a fraction of storing:
-~17 vs ~100 µs a message on the shared test box, docs/benchmarks.md). Both writers have
+~15 vs 45-105 µs a message on the shared test box, docs/benchmarks.md). Both writers have
 one method, `process(batch)`, with the contract of `BatchProcessor.process`: it returns
 the batch's outcome once it is committed, or raises, and then nothing of the batch may
 be acknowledged.
