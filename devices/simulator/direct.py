@@ -109,6 +109,13 @@ def _writer_main(settings: Settings, pipe: Connection) -> None:
     from services.ingest.batch import BatchProcessor, is_transient
 
     processor = BatchProcessor(get_engine(settings.database_url), settings)
+    # the parent gone (cpmon up stopped mid-history): end quietly; a batch is all or
+    # nothing, and the history is not played again on a registry already loaded
+    with contextlib.suppress(EOFError, OSError):
+        _write_batches(processor, is_transient, pipe)
+
+
+def _write_batches(processor: Any, is_transient: Any, pipe: Connection) -> None:
     while (items := pipe.recv()) is not None:
         error = ""
         for attempt in range(TRANSIENT_TRIES):

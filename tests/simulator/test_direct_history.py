@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from devices.simulator.direct import InProcessStore, ProgressLog, play_direct, progress_line
+from devices.simulator.direct import (
+    IngestWriterProcess,
+    InProcessStore,
+    ProgressLog,
+    play_direct,
+    progress_line,
+)
 from devices.simulator.runner import Simulation
 from devices.simulator.scenarios import scenario_params
 from services.core.db import make_engine
@@ -21,6 +27,7 @@ from services.core.demo import DemoCommunity
 from services.core.seed import load_demo
 from services.core.settings import Settings
 from services.ingest.batch import BatchProcessor
+from services.ingest.parse import Inbound
 from tests.support.databases import fresh_database
 from tests.support.env import TEST_SECRET
 from tests.support.simulation import RATES, ingest_for_simulation, rows, settle
@@ -117,3 +124,29 @@ def test_progress_says_how_far_the_history_got_and_when_it_ends() -> None:
         "history: simulated 2026-12-02 12:00 UTC (100% of 7 days), "
         "90,000 messages stored, 4,500 msg/s, done",
     ]
+
+
+def test_the_writer_process_dead_letters_as_ingest_does_and_ends_with_its_parent(
+    seeded_engine: Engine, make_settings: Any
+) -> None:
+    settings = make_settings()
+    now = datetime.now(UTC)
+    refused = [
+        Inbound(f"{settings.topic_prefix}/cp/cp-nowhere/entry", b'{"msg_id": "x"}', now),
+        Inbound(f"{settings.topic_prefix}/cp/cp-001/entry", b"not json", now),
+    ]
+    writer = IngestWriterProcess(settings)
+    try:
+        writer.submit(refused)
+        writer.flush()
+        assert writer.stored == 2
+        reasons = sorted(r[0] for r in rows(seeded_engine, "SELECT reason FROM dead_letter"))
+        assert len(reasons) == 2 and reasons[0] != reasons[1], reasons
+    finally:
+        writer.close()
+    assert writer._process.exitcode == 0
+
+    orphan = IngestWriterProcess(settings)  # its parent gone: the pipe closes
+    orphan._pipe.close()
+    orphan._process.join(timeout=30)
+    assert orphan._process.exitcode == 0
