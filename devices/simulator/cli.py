@@ -83,6 +83,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="plan the run and write the manifest without connecting",
     )
+    sim.add_argument(
+        "--direct-ingest",
+        action="store_true",
+        help="store the messages with ingest's own batch processor in CPM_DATABASE_URL "
+        "instead of publishing them (a history played as fast as it can be stored: the "
+        "same rows as through the broker, without it)",
+    )
     load = sim.add_argument_group("load mode")
     load.add_argument(
         "--rate",
@@ -138,7 +145,10 @@ def _simulate(args: argparse.Namespace, settings: Any, community: Any) -> int:
         max_rate=args.max_rate,
     )
     try:
-        manifest = simulation.dry_run() if args.dry_run else simulation.run()
+        if args.direct_ingest and not args.dry_run:
+            manifest = _direct(simulation, settings)
+        else:
+            manifest = simulation.dry_run() if args.dry_run else simulation.run()
     except NetworkError as exc:
         print(f"cpmon simulate: {exc}", file=sys.stderr)
         return 1
@@ -153,6 +163,18 @@ def _simulate(args: argparse.Namespace, settings: Any, community: Any) -> int:
         + (f"; manifest in {args.manifest}" if args.manifest else "")
     )
     return 0
+
+
+def _direct(simulation: Any, settings: Any) -> dict[str, Any]:
+    from .direct import IngestWriterProcess, ProgressLog, play_direct
+
+    plan = simulation.plan
+    progress = ProgressLog(plan.start, plan.end, lambda line: print(line, flush=True))
+    writer = IngestWriterProcess(settings)
+    try:
+        return play_direct(simulation, writer, on_batch=progress)
+    finally:
+        writer.close()
 
 
 def _load(args: argparse.Namespace, settings: Any, community: Any) -> int:

@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=7,
         help="with --demo --simulate on a fresh database: play this many days of simulated "
-        "history through ingest at full speed before going live (0: none)",
+        "history straight into ingest's batch processor before going live (0: none; "
+        "7 days of 69,000 people: ~8 minutes on 2 cores, see README)",
     )
     up.add_argument("--state-dir", type=Path, default=Path("var"), help="local broker state")
     up.add_argument(

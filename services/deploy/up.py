@@ -46,7 +46,6 @@ class UpOptions:
     # days of simulated history played through ingest before going live (demo with
     # --simulate, on a freshly loaded registry only); 0: none
     backfill_days: int = 7
-    backfill_max_rate: float = 8000.0  # msg/s: what ingest takes on SQLite, with room
 
 
 def backfill_start(options: UpOptions, fresh: bool, now: datetime) -> datetime | None:
@@ -203,11 +202,14 @@ def service_specs(
         ChildSpec("api", [*cpmon, "api", *api_args], env),
     ]
     if options.simulate and backfill_from is not None:
+        # straight into ingest's batch processor, not through the broker: generated
+        # here, the history needs none of its routing or acknowledgements, and storing
+        # it in large batches is what makes a week take minutes
         backfill = [
             *cpmon, "simulate", "--community-seed", str(DEMO_SEED), "--people",
             str(options.people), "--speed", "max", "--start",
             backfill_from.isoformat(), "--duration", f"{options.backfill_days}d",
-            "--max-rate", str(options.backfill_max_rate), "--client-id-prefix", "history-",
+            "--direct-ingest",
             # heartbeats matter live (silence); in the past they would be most of the
             # messages (2 million a week at 30 s) and tell nothing coverage shows
             "--heartbeat", "1h",
@@ -323,16 +325,13 @@ def settle_history(settings: Settings, played_from: datetime) -> int:
 
 
 def wait_for_backfill(supervisor: Supervisor, stop: threading.Event) -> bool:
-    """Supervise until the backfill finished (True) or stop is asked."""
+    """Supervise until the backfill finished (True) or stop is asked. The backfill says
+    how far it got itself (simulated time, messages stored, rate, ETA)."""
     (child,) = [c for c in supervisor.children if c.spec.name == "backfill"]
-    last_said = time.monotonic()
     while not child.finished:
         if stop.wait(0.5):
             return False
         supervisor.poll()
-        if time.monotonic() - last_said > 30:
-            print("cpmon up: still playing the history ...", flush=True)
-            last_said = time.monotonic()
     return True
 
 

@@ -131,6 +131,7 @@ def test_a_fresh_demo_backfills_history_before_the_alerts_and_the_live_simulator
     assert history[history.index("--start") + 1] == "2026-11-29T08:00:30+00:00"
     assert history[history.index("--duration") + 1] == "3d"
     assert history[history.index("--speed") + 1] == "max"
+    assert "--direct-ingest" in history  # into ingest's batch processor, not the broker
     # ingest and the API first, then the history, then the alerts and live devices
     assert specs["ingest"].tier == specs["api"].tier < specs["backfill"].tier
     assert specs["backfill"].tier < specs["alerts"].tier < specs["simulator"].tier
