@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,39 +115,74 @@ def _routes(conn: Connection) -> Iterable[RouteFilter]:
         )
 
 
+def outbox_row(
+    channel: str,
+    route_id: int | None,
+    alert_id: int | None,
+    checkpoint_id: str,
+    lane_subject: str,
+    event: str,
+    body: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """One pending outbox row: alert messages and announcements (announce.py) alike."""
+    return {
+        "channel": channel,
+        "route_id": route_id,
+        "alert_id": alert_id,
+        "checkpoint_id": checkpoint_id,
+        "lane": f"{channel}:{route_id or ''}:{lane_subject}",
+        "event": event,
+        "payload": body,
+        "message_id": "msg_" + uuid.uuid4().hex,
+        "state": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+
+
 def enqueue(conn: Connection, alert_id: int, event: AlertEvent, now: datetime) -> int:
     """Queue `event` of the alert on MQTT and every matching webhook route."""
-    alert = conn.execute(select(alert_t).where(alert_t.c.id == alert_id)).mappings().one()
-    body = message_body(dict(alert), event, now)
-    checkpoint_id = alert["checkpoint_id"]
-    targets: list[tuple[str, int | None]] = [(MQTT, None)]
-    for route in _routes(conn):
-        if route_matches(
-            route,
-            alert_type=alert["type"],
-            severity=alert["severity"],
-            site_id=alert["site_id"],
-            checkpoint_id=checkpoint_id,
-            event=event,
-            escalated=alert["escalation_level"] > 0,
-        ):
-            targets.append((WEBHOOK, route.id))
-    rows = [
-        {
-            "channel": channel,
-            "route_id": route_id,
-            "alert_id": alert_id,
-            "checkpoint_id": checkpoint_id,
-            "lane": f"{channel}:{route_id or ''}:{checkpoint_id}",
-            "event": event.value,
-            "payload": body,
-            "message_id": "msg_" + uuid.uuid4().hex,
-            "state": "pending",
-            "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
-        }
-        for channel, route_id in targets
-    ]
+    return enqueue_alerts(conn, [alert_id], event, now)
+
+
+def enqueue_alerts(
+    conn: Connection, alert_ids: Sequence[int], event: AlertEvent, now: datetime
+) -> int:
+    """Queue `event` of each alert, in the order given, with three statements however
+    many alerts: the alerts as stored, the routes, one multi-row insert."""
+    if not alert_ids:
+        return 0
+    stored = {
+        row["id"]: dict(row)
+        for row in conn.execute(select(alert_t).where(alert_t.c.id.in_(list(alert_ids)))).mappings()
+    }
+    routes = list(_routes(conn))
+    rows: list[dict[str, Any]] = []
+    for alert_id in alert_ids:
+        alert = stored[alert_id]
+        body = message_body(alert, event, now)
+        checkpoint_id = alert["checkpoint_id"]
+        targets: list[tuple[str, int | None]] = [(MQTT, None)]
+        targets += [
+            (WEBHOOK, route.id)
+            for route in routes
+            if route_matches(
+                route,
+                alert_type=alert["type"],
+                severity=alert["severity"],
+                site_id=alert["site_id"],
+                checkpoint_id=checkpoint_id,
+                event=event,
+                escalated=alert["escalation_level"] > 0,
+            )
+        ]
+        rows += [
+            outbox_row(
+                channel, route_id, alert_id, checkpoint_id, checkpoint_id, event.value, body, now
+            )
+            for channel, route_id in targets
+        ]
     conn.execute(insert(outbox_t), rows)
     return len(rows)
