@@ -264,11 +264,13 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             background.start()
             time.sleep(2.0)  # let the background load settle
             sent: dict[str, float] = {}
+            sent_wall: dict[str, float] = {}
             base_sent: dict[str, float] = {}
             started = time.perf_counter()
             for i in range(args.fevers):
                 key = f"fever-{i}"
                 sent[key] = time.perf_counter()
+                sent_wall[key] = time.time()
                 fever(device, prefix, key, f"cp-{1 + i % 50:03d}")
                 base_sent[key] = time.perf_counter()
                 device.publish(f"{prefix}/bench/baseline", key, qos=1)
@@ -284,6 +286,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         device.loop_stop()
         device.disconnect()
         receivers.close()
+        stages = stage_lags(url, sent_wall)
 
     def ms(times: dict[str, float], origin: dict[str, float]) -> list[float]:
         return [(times[k] - origin[k]) * 1000 for k in origin if k in times]
@@ -297,7 +300,60 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "mqtt": ms(receivers.mqtt, sent),
         "webhook": ms(receivers.webhook, sent),
         "baseline": ms(receivers.baseline, base_sent),
+        "stages": stages,
     }
+
+
+STAGES = {
+    "received": "publish -> ingest received it (`reading.received_at`)",
+    "opened": "received -> start of the alert pass that raised it (ingest's commit, "
+    "the alert worker's backlog; `alert.opened_at`)",
+    "delivered": "that pass's start -> MQTT alert event sent (the pass, then delivery; "
+    "`outbox.delivered_at`)",
+}
+
+
+def stage_lags(url: str, sent_wall: dict[str, float]) -> dict[str, list[float]]:
+    """Where each fever's time went, in ms, from the timestamps the services stored
+    (one machine, one clock): see STAGES."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        received = {
+            k: as_utc(t).timestamp()
+            for k, t in conn.execute(
+                text("SELECT msg_id, received_at FROM reading WHERE msg_id LIKE 'fever-%'")
+            )
+        }
+        alerts = conn.execute(
+            text("SELECT id, opened_at, details FROM alert WHERE type = 'fever'")
+        ).all()
+        delivered = dict(
+            conn.execute(
+                text(
+                    "SELECT alert_id, delivered_at FROM outbox WHERE channel = 'mqtt' "
+                    "AND event = 'opened' AND delivered_at IS NOT NULL"
+                )
+            ).all()
+        )
+    engine.dispose()
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for alert_id, opened_at, details in alerts:
+        key = (json.loads(details) if isinstance(details, str) else details).get("entry_msg_id")
+        if key not in sent_wall or key not in received:
+            continue
+        opened = as_utc(opened_at).timestamp()
+        stages["received"].append((received[key] - sent_wall[key]) * 1000)
+        stages["opened"].append((opened - received[key]) * 1000)
+        if alert_id in delivered:
+            stages["delivered"].append((as_utc(delivered[alert_id]).timestamp() - opened) * 1000)
+    return stages
+
+
+def as_utc(value: Any) -> datetime:
+    """A stored timestamp as an aware datetime (SQLite hands back text or naive UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -326,6 +382,17 @@ def summarize(result: dict[str, Any]) -> str:
             f"| fever -> alert via {name} | {len(values)}/{result['fevers']} | {p50:.1f} | "
             f"{p99:.1f} | {p99 / base_p99:.1f} |"
         )
+    stages = result.get("stages", {})
+    if any(stages.values()):
+        lines += ["", "Where a fever's time went (from the stored timestamps):", ""]
+        lines += ["| stage | fevers | p50 ms | p99 ms |", "|---|---|---|---|"]
+        for name, label in STAGES.items():
+            values = stages[name]
+            if values:
+                lines.append(
+                    f"| {label} | {len(values)} | {percentile(values, 50):.1f} | "
+                    f"{percentile(values, 99):.1f} |"
+                )
     return "\n".join(lines)
 
 

@@ -154,9 +154,9 @@ def enqueue_alerts(
     many alerts: the alerts as stored, the routes, one multi-row insert."""
     if not alert_ids:
         return 0
-    stored = {
-        row["id"]: dict(row)
-        for row in conn.execute(select(alert_t).where(alert_t.c.id.in_(list(alert_ids)))).mappings()
+    stored = {  # Row._asdict: a RowMapping builds its keys anew for every row
+        row.id: row._asdict()
+        for row in conn.execute(select(alert_t).where(alert_t.c.id.in_(list(alert_ids))))
     }
     routes = list(_routes(conn))
     rows: list[dict[str, Any]] = []
