@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, insert, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, Connection, Engine, insert, or_, select, text, update
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
 from services.core.settings import Settings
@@ -53,6 +52,27 @@ class RetryPolicy:
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, self.retry_after_cap_s))
         return delay
+
+
+# The oldest pending row of every lane, reading O(lanes) index entries however long the
+# backlog: a loose index scan of ix_outbox_lane (lane, state, id), the next lane after
+# each, then its first pending id. Both engines answer each MIN from the index; a
+# NOT EXISTS over all pending rows read every one of them on each pass, and a flood of
+# one checkpoint's alerts made every other checkpoint's delivery wait on it.
+LANE_HEADS = text(
+    """
+    WITH RECURSIVE lanes(lane) AS (
+        SELECT MIN(lane) FROM outbox
+        UNION ALL
+        SELECT (SELECT MIN(o.lane) FROM outbox o WHERE o.lane > lanes.lane)
+        FROM lanes WHERE lanes.lane IS NOT NULL
+    )
+    SELECT (
+        SELECT MIN(o.id) FROM outbox o WHERE o.lane = lanes.lane AND o.state = 'pending'
+    )
+    FROM lanes WHERE lanes.lane IS NOT NULL
+    """
+)
 
 
 def mark_delivered(conn: Connection, rows: ColumnElement[bool], now: datetime) -> None:
@@ -91,21 +111,23 @@ class Deliverer:
     def due(self, limit: int = 200) -> list[OutboundMessage]:
         """The oldest pending message of each lane whose time has come."""
         now = self.clock()
-        earlier = aliased(outbox_t)
-        blocked = exists().where(
-            and_(earlier.c.lane == outbox_t.c.lane, earlier.c.state == "pending"),
-            earlier.c.id < outbox_t.c.id,
-        )
-        query = (
-            select(outbox_t, route_t.c.url, route_t.c.secret)
-            .outerjoin(route_t, route_t.c.id == outbox_t.c.route_id)
-            .where(outbox_t.c.state == "pending", outbox_t.c.next_attempt_at <= now, ~blocked)
-            # group robots are rate-limited per robot: robots/dispatch.py sends them
-            .where(or_(route_t.c.kind.is_(None), route_t.c.kind == "standard"))
-            .order_by(outbox_t.c.id)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
+            heads = [row[0] for row in conn.execute(LANE_HEADS) if row[0] is not None]
+            if not heads:
+                return []
+            query = (
+                select(outbox_t, route_t.c.url, route_t.c.secret)
+                .outerjoin(route_t, route_t.c.id == outbox_t.c.route_id)
+                .where(
+                    outbox_t.c.id.in_(heads),
+                    outbox_t.c.state == "pending",
+                    outbox_t.c.next_attempt_at <= now,
+                )
+                # group robots are rate-limited per robot: robots/dispatch.py sends them
+                .where(or_(route_t.c.kind.is_(None), route_t.c.kind == "standard"))
+                .order_by(outbox_t.c.id)
+                .limit(limit)
+            )
             rows = conn.execute(query).mappings().all()
         return [
             OutboundMessage(

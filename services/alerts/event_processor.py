@@ -79,11 +79,17 @@ class Processor:
                 log.info("watermark %s moved under us; retrying next pass", source)
         return total
 
-    def run_until_idle(self, max_passes: int = 100) -> int:
+    def run_until_idle(
+        self, max_passes: int = 100, after_pass: Callable[[int], None] | None = None
+    ) -> int:
+        """Pass after pass until nothing is new; `after_pass(rows read)` after each, so
+        what a pass raised is delivered while later passes still run."""
         total = 0
         for _ in range(max_passes):
             read = self.run_once()
             total += read
+            if after_pass is not None:
+                after_pass(read)
             if read == 0:
                 break
         return total

@@ -4,13 +4,12 @@ number of statements that does not grow with the batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, insert
 from sqlmodel import Session
 
 from services.alerts import lifecycle
@@ -19,7 +18,7 @@ from services.alerts.raising import raise_findings
 from services.alerts.service import AlertService
 from services.core.models.alerts import SilenceCreate
 from services.core.tables import passage_t, reading_t
-from tests.support.alerts import T0, Clock, alerts, history, outbox, site_of
+from tests.support.alerts import T0, Clock, alerts, history, outbox, site_of, statements
 
 DELAY = timedelta(minutes=2)
 
@@ -124,21 +123,6 @@ def test_the_most_severe_alerts_of_a_batch_are_queued_first(seeded_engine: Engin
     first = outbox(seeded_engine)[0]
     (breach,) = alerts(seeded_engine, "quarantine_breach")
     assert first.alert_id == breach.id
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements sent to the database meanwhile (executemany counts once)."""
-    sent: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def store_passages(engine: Engine, first: int, count: int, **values: Any) -> None:
