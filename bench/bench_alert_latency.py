@@ -160,8 +160,19 @@ def add_webhook_route(url: str, receiver: str) -> None:
     engine.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its descendants (ingest's writer is a child)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
+
+
 @contextmanager
-def services(url: str, prefix: str) -> Iterator[None]:
+def services(url: str, prefix: str) -> Iterator[dict[str, int]]:
     """`cpmon ingest` and `cpmon alerts` as separate processes, as `cpmon up` runs them."""
     env = {
         **os.environ,
@@ -178,7 +189,7 @@ def services(url: str, prefix: str) -> Iterator[None]:
         for command in (["ingest"], ["alerts"])
     ]
     try:
-        yield
+        yield {"ingest": procs[0].pid, "alerts": procs[1].pid}
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -242,7 +253,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         receivers = Receivers(prefix)
         add_webhook_route(url, receivers.url)
         device = client("device")
-        with services(url, prefix):
+        with services(url, prefix) as pids:
             # ready when a first fever makes it all the way through both channels
             deadline = time.perf_counter() + 60
             warmups = 0
@@ -267,6 +278,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             sent_wall: dict[str, float] = {}
             base_sent: dict[str, float] = {}
             started = time.perf_counter()
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             for i in range(args.fevers):
                 key = f"fever-{i}"
                 sent[key] = time.perf_counter()
@@ -281,6 +293,9 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             ):
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu = {
+                name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()
+            }
             stop.set()
             background.join()
         device.loop_stop()
@@ -301,6 +316,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "webhook": ms(receivers.webhook, sent),
         "baseline": ms(receivers.baseline, base_sent),
         "stages": stages,
+        "cpu": cpu,
     }
 
 
@@ -382,6 +398,15 @@ def summarize(result: dict[str, Any]) -> str:
             f"| fever -> alert via {name} | {len(values)}/{result['fevers']} | {p50:.1f} | "
             f"{p99:.1f} | {p99 / base_p99:.1f} |"
         )
+    cpu = result.get("cpu", {})
+    if cpu:
+        lines += [
+            "",
+            "CPU while the fevers ran, in cores: "
+            + ", ".join(f"`cpmon {name}` {share:.2f}" for name, share in cpu.items())
+            + " (with its child processes; the machine has "
+            f"{os.cpu_count()} cores).",
+        ]
     stages = result.get("stages", {})
     if any(stages.values()):
         lines += ["", "Where a fever's time went (from the stored timestamps):", ""]
