@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 
 # device status rows raise nothing here: device_offline is a timed condition
 # (timed_rules.py), confirmed over `CPM_DEVICE_OFFLINE_CONFIRM_S`
-SOURCES = ("passage", "reading")
+# readings first: a fever (critical) then waits behind at most one batch of readings,
+# not behind a batch of passages whose strangers each open an alert of their own
+SOURCES = ("reading", "passage")
 # implausible readings counted for a sensor fault, at most: the count reads no more
 # index entries than this, however many a broken (or hostile) device sends
 SENSOR_FAULT_COUNT_CAP = 100
