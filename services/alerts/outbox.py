@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,7 +93,7 @@ def route_matches(
     return event != AlertEvent.ESCALATED
 
 
-def message_body(alert: dict[str, Any], event: AlertEvent, now: datetime) -> str:
+def message_body(alert: Mapping[str, Any], event: AlertEvent, now: datetime) -> str:
     data = {name: _jsonable(alert[name]) for name in PUBLIC_FIELDS}
     body = {"type": f"alert.{event.value}", "timestamp": now.isoformat(), "data": data}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -148,16 +148,25 @@ def enqueue(conn: Connection, alert_id: int, event: AlertEvent, now: datetime) -
 
 
 def enqueue_alerts(
-    conn: Connection, alert_ids: Sequence[int], event: AlertEvent, now: datetime
+    conn: Connection,
+    alert_ids: Sequence[int],
+    event: AlertEvent,
+    now: datetime,
+    known: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> int:
     """Queue `event` of each alert, in the order given, with three statements however
-    many alerts: the alerts as stored, the routes, one multi-row insert."""
+    many alerts: the alerts as stored (unless `known` has them all, as the batch that
+    just inserted them does), the routes, one multi-row insert."""
     if not alert_ids:
         return 0
-    stored = {  # Row._asdict: a RowMapping builds its keys anew for every row
-        row.id: row._asdict()
-        for row in conn.execute(select(alert_t).where(alert_t.c.id.in_(list(alert_ids))))
-    }
+    stored: Mapping[int, Mapping[str, Any]]
+    if known is not None and all(alert_id in known for alert_id in alert_ids):
+        stored = known
+    else:
+        stored = {  # Row._asdict: a RowMapping builds its keys anew for every row
+            row.id: row._asdict()
+            for row in conn.execute(select(alert_t).where(alert_t.c.id.in_(list(alert_ids))))
+        }
     routes = list(_routes(conn))
     rows: list[dict[str, Any]] = []
     for alert_id in alert_ids:

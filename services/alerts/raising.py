@@ -28,6 +28,10 @@ from services.core.models.alerts import SEVERITY_RANK, AlertEvent, AlertStatus, 
 from services.core.tables import alert_t, dialect_insert, history_t, silence_t
 
 SYSTEM = "system"
+# what a newly inserted alert holds besides new_alert_row's values and its id
+NEVER_SET = dict.fromkeys(
+    ("acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by", "outcome", "note")
+)
 Place = tuple[str, str]  # (checkpoint, site)
 
 
@@ -127,6 +131,7 @@ def raise_findings(
         )
     else:
         upsert = upsert.on_conflict_do_nothing(index_elements=["open_key"])
+    inserted = {row["open_key"]: row for row in rows}
     c = alert_t.c
     stored = {
         row.open_key: row
@@ -138,6 +143,7 @@ def raise_findings(
     results: list[Raised | None] = [None] * len(findings)
     history: list[dict[str, Any]] = []
     opened: list[tuple[int, int]] = []  # (severity rank, alert id) to deliver
+    new: dict[int, dict[str, Any]] = {}  # the alerts this upsert created, as stored
     for key, indexes in by_key.items():
         row = stored.get(key)
         if row is None:
@@ -153,6 +159,7 @@ def raise_findings(
                 history.append(history_row(alert_id, AlertEvent.OPENED, row.status, now, note))
                 if not silenced:
                     opened.append((-SEVERITY_RANK.get(Severity(row.severity), 1), alert_id))
+                    new[alert_id] = {**NEVER_SET, **inserted[key], "id": alert_id}
             else:
                 note = f"#{first_number + n}"
                 history.append(history_row(alert_id, AlertEvent.REPEATED, row.status, now, note))
@@ -160,7 +167,8 @@ def raise_findings(
     if history:
         conn.execute(insert(history_t), history)
     # the most severe first: the deliverer sends in outbox id order
-    enqueue_alerts(conn, [alert_id for _, alert_id in sorted(opened)], AlertEvent.OPENED, now)
+    queued = [alert_id for _, alert_id in sorted(opened)]
+    enqueue_alerts(conn, queued, AlertEvent.OPENED, now, known=new)
     return results
 
 

@@ -4,20 +4,22 @@ number of statements that does not grow with the batch."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
 from services.alerts import lifecycle
 from services.alerts.event_rules import AlertType, Finding
+from services.alerts.outbox import message_body
 from services.alerts.raising import raise_findings
 from services.alerts.service import AlertService
-from services.core.models.alerts import SilenceCreate
-from services.core.tables import passage_t, reading_t
+from services.core.models.alerts import AlertEvent, SilenceCreate
+from services.core.tables import alert_t, passage_t, reading_t
 from tests.support.alerts import T0, Clock, alerts, history, outbox, site_of, statements
 
 DELAY = timedelta(minutes=2)
@@ -196,3 +198,16 @@ def test_a_fever_behind_500_strangers_is_raised_in_the_same_pass(
     (fever,) = alerts(seeded_engine, "fever")
     assert len(alerts(seeded_engine, "unregistered_entry")) == 500
     assert fever.id in {o.alert_id for o in outbox(seeded_engine)}
+
+
+def test_messages_of_a_batch_carry_the_alerts_as_stored(seeded_engine: Engine) -> None:
+    findings = [stranger(seeded_engine, f"cp-00{n}", f"h:{n}") for n in range(1, 4)]
+    raise_batch(seeded_engine, findings)
+    with seeded_engine.connect() as conn:
+        stored = {row.id: row._asdict() for row in conn.execute(select(alert_t))}
+    messages = outbox(seeded_engine)
+    assert len(messages) == 3
+    for message in messages:
+        body = json.loads(message.payload)
+        expected = json.loads(message_body(stored[message.alert_id], AlertEvent.OPENED, T0))
+        assert body == expected
