@@ -3,10 +3,10 @@
 The statements do not grow in number with the batch: one silence look-up for all its
 checkpoints, one upsert of every distinct dedup key (an executemany that SQLAlchemy
 sends as multi-row `INSERT ... ON CONFLICT (open_key) ... RETURNING`, on SQLite and
-PostgreSQL alike), one insert of the history rows and three statements for the outbox
-(outbox.enqueue_alerts). The unique index on `open_key` still decides between two
-workers: an alert another worker opened meanwhile comes back from the upsert as a
-repeat, never as a second alert.
+PostgreSQL alike), one insert of the history rows and two statements for the outbox
+(outbox.enqueue_alerts: the routes, the rows). The unique index on `open_key` still
+decides between two workers: an alert another worker opened meanwhile comes back from
+the upsert as a repeat, never as a second alert.
 
 Same outcome as raising the findings one by one in their order: findings sharing a key
 make one alert whose `occurrences` counts them, with an `opened` history row and a
