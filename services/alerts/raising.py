@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select
+from sqlalchemy import Connection, or_, select
 
 from services.alerts.event_rules import Finding
-from services.alerts.outbox import enqueue_alerts
+from services.alerts.outbox import enqueue_alerts, insert_many
 from services.core.models.alerts import SEVERITY_RANK, AlertEvent, AlertStatus, Severity
 from services.core.tables import alert_t, dialect_insert, history_t, silence_t
 
@@ -165,7 +165,7 @@ def raise_findings(
                 history.append(history_row(alert_id, AlertEvent.REPEATED, row.status, now, note))
             results[index] = Raised(alert_id, created and n == 0, silenced)
     if history:
-        conn.execute(insert(history_t), history)
+        conn.execute(insert_many(history_t), history)
     # the most severe first: the deliverer sends in outbox id order
     queued = [alert_id for _, alert_id in sorted(opened)]
     enqueue_alerts(conn, queued, AlertEvent.OPENED, now, known=new)
