@@ -160,8 +160,19 @@ def add_webhook_route(url: str, receiver: str) -> None:
     engine.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its descendants (ingest's writer is a child)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
+
+
 @contextmanager
-def services(url: str, prefix: str) -> Iterator[None]:
+def services(url: str, prefix: str) -> Iterator[dict[str, int]]:
     """`cpmon ingest` and `cpmon alerts` as separate processes, as `cpmon up` runs them."""
     env = {
         **os.environ,
@@ -178,7 +189,7 @@ def services(url: str, prefix: str) -> Iterator[None]:
         for command in (["ingest"], ["alerts"])
     ]
     try:
-        yield
+        yield {"ingest": procs[0].pid, "alerts": procs[1].pid}
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -242,7 +253,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         receivers = Receivers(prefix)
         add_webhook_route(url, receivers.url)
         device = client("device")
-        with services(url, prefix):
+        with services(url, prefix) as pids:
             # ready when a first fever makes it all the way through both channels
             deadline = time.perf_counter() + 60
             warmups = 0
@@ -264,11 +275,14 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             background.start()
             time.sleep(2.0)  # let the background load settle
             sent: dict[str, float] = {}
+            sent_wall: dict[str, float] = {}
             base_sent: dict[str, float] = {}
             started = time.perf_counter()
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             for i in range(args.fevers):
                 key = f"fever-{i}"
                 sent[key] = time.perf_counter()
+                sent_wall[key] = time.time()
                 fever(device, prefix, key, f"cp-{1 + i % 50:03d}")
                 base_sent[key] = time.perf_counter()
                 device.publish(f"{prefix}/bench/baseline", key, qos=1)
@@ -279,11 +293,15 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             ):
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu = {
+                name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()
+            }
             stop.set()
             background.join()
         device.loop_stop()
         device.disconnect()
         receivers.close()
+        stages = stage_lags(url, sent_wall)
 
     def ms(times: dict[str, float], origin: dict[str, float]) -> list[float]:
         return [(times[k] - origin[k]) * 1000 for k in origin if k in times]
@@ -297,7 +315,61 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "mqtt": ms(receivers.mqtt, sent),
         "webhook": ms(receivers.webhook, sent),
         "baseline": ms(receivers.baseline, base_sent),
+        "stages": stages,
+        "cpu": cpu,
     }
+
+
+STAGES = {
+    "received": "publish -> ingest received it (`reading.received_at`)",
+    "opened": "received -> start of the alert pass that raised it (ingest's commit, "
+    "the alert worker's backlog; `alert.opened_at`)",
+    "delivered": "that pass's start -> MQTT alert event sent (the pass, then delivery; "
+    "`outbox.delivered_at`)",
+}
+
+
+def stage_lags(url: str, sent_wall: dict[str, float]) -> dict[str, list[float]]:
+    """Where each fever's time went, in ms, from the timestamps the services stored
+    (one machine, one clock): see STAGES."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        received = {
+            k: as_utc(t).timestamp()
+            for k, t in conn.execute(
+                text("SELECT msg_id, received_at FROM reading WHERE msg_id LIKE 'fever-%'")
+            )
+        }
+        alerts = conn.execute(
+            text("SELECT id, opened_at, details FROM alert WHERE type = 'fever'")
+        ).all()
+        delivered = dict(
+            conn.execute(
+                text(
+                    "SELECT alert_id, delivered_at FROM outbox WHERE channel = 'mqtt' "
+                    "AND event = 'opened' AND delivered_at IS NOT NULL"
+                )
+            ).all()
+        )
+    engine.dispose()
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for alert_id, opened_at, details in alerts:
+        key = (json.loads(details) if isinstance(details, str) else details).get("entry_msg_id")
+        if key not in sent_wall or key not in received:
+            continue
+        opened = as_utc(opened_at).timestamp()
+        stages["received"].append((received[key] - sent_wall[key]) * 1000)
+        stages["opened"].append((opened - received[key]) * 1000)
+        if alert_id in delivered:
+            stages["delivered"].append((as_utc(delivered[alert_id]).timestamp() - opened) * 1000)
+    return stages
+
+
+def as_utc(value: Any) -> datetime:
+    """A stored timestamp as an aware datetime (SQLite hands back text or naive UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def summarize(result: dict[str, Any]) -> str:
@@ -326,6 +398,26 @@ def summarize(result: dict[str, Any]) -> str:
             f"| fever -> alert via {name} | {len(values)}/{result['fevers']} | {p50:.1f} | "
             f"{p99:.1f} | {p99 / base_p99:.1f} |"
         )
+    cpu = result.get("cpu", {})
+    if cpu:
+        lines += [
+            "",
+            "CPU while the fevers ran, in cores: "
+            + ", ".join(f"`cpmon {name}` {share:.2f}" for name, share in cpu.items())
+            + " (with its child processes; the machine has "
+            f"{os.cpu_count()} cores).",
+        ]
+    stages = result.get("stages", {})
+    if any(stages.values()):
+        lines += ["", "Where a fever's time went (from the stored timestamps):", ""]
+        lines += ["| stage | fevers | p50 ms | p99 ms |", "|---|---|---|---|"]
+        for name, label in STAGES.items():
+            values = stages[name]
+            if values:
+                lines.append(
+                    f"| {label} | {len(values)} | {percentile(values, 50):.1f} | "
+                    f"{percentile(values, 99):.1f} |"
+                )
     return "\n".join(lines)
 
 

@@ -14,13 +14,12 @@ are not sent announcements.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from services.alerts.outbox import WEBHOOK
+from services.alerts.outbox import WEBHOOK, outbox_row
 from services.core.tables import outbox_t, route_t
 
 DAILY_REPORT = "daily_report"
@@ -59,24 +58,9 @@ def enqueue_announcement(
     if not routes:
         return 0
     body = announcement_body(event_type, data, now)
-    conn.execute(
-        insert(outbox_t),
-        [
-            {
-                "channel": WEBHOOK,
-                "route_id": route_id,
-                "alert_id": None,
-                "checkpoint_id": "",
-                "lane": f"{WEBHOOK}:{route_id}:{LANE_SUBJECT}",
-                "event": event_type[:16],
-                "payload": body,
-                "message_id": "msg_" + uuid.uuid4().hex,
-                "state": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "next_attempt_at": now,
-            }
-            for route_id in routes
-        ],
-    )
+    rows = [
+        outbox_row(WEBHOOK, route_id, None, "", LANE_SUBJECT, event_type[:16], body, now)
+        for route_id in routes
+    ]
+    conn.execute(insert(outbox_t), rows)
     return len(routes)

@@ -1,7 +1,9 @@
 """Delivering the outbox: at least once, in order per lane, with backoff.
 
 A lane is `channel:route:checkpoint`. Only the oldest pending message of a lane is ever
-in flight, so a checkpoint's later alert never overtakes an earlier one at a receiver.
+in flight, so a checkpoint's later alert never overtakes an earlier one at a receiver;
+a pass sends a lane's due messages one after another (up to LANE_BURST), stopping at
+the first that fails.
 Lanes go out in parallel, so a slow webhook holds up only its own lanes. A message is
 marked delivered after the channel confirms it; a crash in between sends it again after
 the restart (receivers de-duplicate on `webhook-id`). Each attempt is recorded.
@@ -12,13 +14,24 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, insert, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
 from services.core.settings import Settings
@@ -53,6 +66,69 @@ class RetryPolicy:
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, self.retry_after_cap_s))
         return delay
+
+
+# The oldest pending row of every lane, reading O(lanes) index entries however long the
+# backlog: a loose index scan of ix_outbox_lane (lane, state, id), the next lane after
+# each, then its first pending id. Both engines answer each MIN from the index; a
+# NOT EXISTS over all pending rows read every one of them on each pass, and a flood of
+# one checkpoint's alerts made every other checkpoint's delivery wait on it.
+LANE_HEADS = text(
+    """
+    WITH RECURSIVE lanes(lane) AS (
+        SELECT MIN(lane) FROM outbox
+        UNION ALL
+        SELECT (SELECT MIN(o.lane) FROM outbox o WHERE o.lane > lanes.lane)
+        FROM lanes WHERE lanes.lane IS NOT NULL
+    )
+    SELECT (
+        SELECT MIN(o.id) FROM outbox o WHERE o.lane = lanes.lane AND o.state = 'pending'
+    )
+    FROM lanes WHERE lanes.lane IS NOT NULL
+    """
+)
+
+
+LANE_BURST = 50  # a lane's messages sent in one pass at most: a flooded lane drains in
+# bursts instead of one message per pass (and per transaction) ...
+LANE_BURST_S = 0.1  # ... for this long at most, so the next pass (a new fever's lane) is near
+
+
+def with_route(*where: Any) -> Select[Any]:
+    """Outbox rows with their route's address and secret."""
+    return (
+        select(outbox_t, route_t.c.url, route_t.c.secret)
+        .outerjoin(route_t, route_t.c.id == outbox_t.c.route_id)
+        .where(outbox_t.c.state == "pending", *where)
+    )
+
+
+def followers(heads: Sequence[Any], burst: int) -> Select[Any]:
+    """Ids of the pending messages after each head in its lane, `burst - 1` at most
+    each: one statement, each part an index range of ix_outbox_lane with a LIMIT."""
+    parts = [
+        select(outbox_t.c.id)
+        .where(outbox_t.c.lane == head.lane, outbox_t.c.state == "pending", outbox_t.c.id > head.id)
+        .order_by(outbox_t.c.id)
+        .limit(burst - 1)
+        .subquery()
+        for head in heads
+    ]
+    selects = [select(part.c.id) for part in parts]
+    return selects[0] if len(selects) == 1 else union_all(*selects)  # type: ignore[return-value]
+
+
+def outbound(row: Any) -> OutboundMessage:
+    return OutboundMessage(
+        outbox_id=row.id,
+        channel=row.channel,
+        checkpoint_id=row.checkpoint_id,
+        message_id=row.message_id,
+        event=row.event,
+        body=row.payload.encode("utf-8"),
+        url=row.url,
+        secret=row.secret,
+    )
 
 
 def mark_delivered(conn: Connection, rows: ColumnElement[bool], now: datetime) -> None:
@@ -90,36 +166,33 @@ class Deliverer:
 
     def due(self, limit: int = 200) -> list[OutboundMessage]:
         """The oldest pending message of each lane whose time has come."""
+        return [lane[0] for lane in self.due_lanes(limit, burst=1)]
+
+    def due_lanes(self, limit: int = 200, burst: int = LANE_BURST) -> list[list[OutboundMessage]]:
+        """Up to `limit` lanes whose oldest pending message is due: each with that
+        message and the next ones of the lane due too, up to `burst` in all, in order."""
         now = self.clock()
-        earlier = aliased(outbox_t)
-        blocked = exists().where(
-            and_(earlier.c.lane == outbox_t.c.lane, earlier.c.state == "pending"),
-            earlier.c.id < outbox_t.c.id,
-        )
-        query = (
-            select(outbox_t, route_t.c.url, route_t.c.secret)
-            .outerjoin(route_t, route_t.c.id == outbox_t.c.route_id)
-            .where(outbox_t.c.state == "pending", outbox_t.c.next_attempt_at <= now, ~blocked)
-            # group robots are rate-limited per robot: robots/dispatch.py sends them
-            .where(or_(route_t.c.kind.is_(None), route_t.c.kind == "standard"))
-            .order_by(outbox_t.c.id)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [
-            OutboundMessage(
-                outbox_id=row["id"],
-                channel=row["channel"],
-                checkpoint_id=row["checkpoint_id"],
-                message_id=row["message_id"],
-                event=row["event"],
-                body=row["payload"].encode("utf-8"),
-                url=row["url"],
-                secret=row["secret"],
-            )
-            for row in rows
-        ]
+            heads = [row[0] for row in conn.execute(LANE_HEADS) if row[0] is not None]
+            if not heads:
+                return []
+            rows = conn.execute(
+                with_route(outbox_t.c.id.in_(heads), outbox_t.c.next_attempt_at <= now)
+                # group robots are rate-limited per robot: robots/dispatch.py sends them
+                .where(or_(route_t.c.kind.is_(None), route_t.c.kind == "standard"))
+                .order_by(outbox_t.c.id)
+                .limit(limit)
+            ).all()
+            lanes = {row.lane: [row] for row in rows}
+            if burst > 1 and rows:
+                for row in conn.execute(with_route(outbox_t.c.id.in_(followers(rows, burst)))):
+                    lanes[row.lane].append(row)
+        due: list[list[OutboundMessage]] = []
+        for lane in lanes.values():
+            lane.sort(key=lambda r: r.id)
+            waiting = [n for n, r in enumerate(lane) if r.next_attempt_at > now]
+            due.append([outbound(r) for r in lane[: min(waiting, default=len(lane))]])
+        return due
 
     def _send(self, message: OutboundMessage) -> tuple[DeliveryResult, float]:
         started = time.perf_counter()
@@ -135,14 +208,30 @@ class Deliverer:
         return result, (time.perf_counter() - started) * 1000.0
 
     def deliver_due(self, limit: int = 200) -> int:
-        """One pass: send every due lane head, record the outcomes. Returns how many
+        """One pass: send the due messages of each lane (lanes in parallel, a lane's in
+        order, stopping at its first failure), record the outcomes. Returns how many
         messages were delivered."""
-        messages = self.due(limit)
-        if not messages:
+        lanes = self.due_lanes(limit)
+        if not lanes:
             return 0
-        outcomes = list(self.pool.map(self._send, messages))
+        sent = [pair for lane in self.pool.map(self._send_lane, lanes) for pair in lane]
+        messages = [message for message, _ in sent]
+        outcomes = [outcome for _, outcome in sent]
         self._record(messages, outcomes)
         return sum(1 for result, _ in outcomes if result.ok)
+
+    def _send_lane(
+        self, lane: list[OutboundMessage]
+    ) -> list[tuple[OutboundMessage, tuple[DeliveryResult, float]]]:
+        """A lane's messages one after another; after a failure the rest wait (order)."""
+        sent = []
+        started = time.perf_counter()
+        for message in lane:
+            outcome = self._send(message)
+            sent.append((message, outcome))
+            if not outcome[0].ok or time.perf_counter() - started > LANE_BURST_S:
+                break
+        return sent
 
     def run_until_idle(self, max_passes: int = 50) -> int:
         """Deliver until nothing more is due now (lane successors become due at once)."""
@@ -158,14 +247,29 @@ class Deliverer:
         self, messages: list[OutboundMessage], outcomes: list[tuple[DeliveryResult, float]]
     ) -> None:
         now = self.clock()
+        failed = [
+            m.outbox_id for m, (result, _) in zip(messages, outcomes, strict=True) if not result.ok
+        ]
         with self.engine.begin() as conn:
-            created = dict(
-                conn.execute(
-                    select(outbox_t.c.id, outbox_t.c.created_at).where(
-                        outbox_t.c.id.in_([m.outbox_id for m in messages])
-                    )
-                ).all()
+            created = (
+                dict(
+                    conn.execute(
+                        select(outbox_t.c.id, outbox_t.c.created_at).where(
+                            outbox_t.c.id.in_(failed)
+                        )
+                    ).all()
+                )
+                if failed
+                else {}
             )
+            # one statement for every success: the write lock is held for a moment, not
+            # for an UPDATE per message while the alert processor and ingest wait on it
+            delivered = [
+                m.outbox_id for m, (result, _) in zip(messages, outcomes, strict=True) if result.ok
+            ]
+            if delivered:
+                mark_delivered(conn, outbox_t.c.id.in_(delivered), now)
+                self.delivered += len(delivered)
             attempts = []
             for message, (result, duration_ms) in zip(messages, outcomes, strict=True):
                 attempts.append(
@@ -178,11 +282,9 @@ class Deliverer:
                         "duration_ms": duration_ms,
                     }
                 )
-                row = outbox_t.c.id == message.outbox_id
                 if result.ok:
-                    self.delivered += 1
-                    mark_delivered(conn, row, now)
                     continue
+                row = outbox_t.c.id == message.outbox_id
                 self.failed_attempts += 1
                 conn.execute(update(outbox_t).where(row).values(attempts=outbox_t.c.attempts + 1))
                 tries = conn.execute(select(outbox_t.c.attempts).where(row)).scalar_one()

@@ -24,7 +24,8 @@ from services.alerts import fever_cases, store
 from services.alerts.event_rules import (
     SENSOR_FAULT_WINDOW,
     AlertType,
-    OpenFever,
+    FeverIndex,
+    Finding,
     PassageFact,
     ReadingFact,
     is_normal_recheck,
@@ -32,6 +33,7 @@ from services.alerts.event_rules import (
     person_subject,
     reading_findings,
 )
+from services.alerts.raising import raise_findings
 from services.alerts.timed_rules import Thresholds, escalation_delay
 from services.alerts.watermark import (
     WatermarkMoved,
@@ -52,7 +54,9 @@ log = logging.getLogger(__name__)
 
 # device status rows raise nothing here: device_offline is a timed condition
 # (timed_rules.py), confirmed over `CPM_DEVICE_OFFLINE_CONFIRM_S`
-SOURCES = ("passage", "reading")
+# readings first: a fever (critical) then waits behind at most one batch of readings,
+# not behind a batch of passages whose strangers each open an alert of their own
+SOURCES = ("reading", "passage")
 # implausible readings counted for a sensor fault, at most: the count reads no more
 # index entries than this, however many a broken (or hostile) device sends
 SENSOR_FAULT_COUNT_CAP = 100
@@ -77,11 +81,17 @@ class Processor:
                 log.info("watermark %s moved under us; retrying next pass", source)
         return total
 
-    def run_until_idle(self, max_passes: int = 100) -> int:
+    def run_until_idle(
+        self, max_passes: int = 100, after_pass: Callable[[int], None] | None = None
+    ) -> int:
+        """Pass after pass until nothing is new; `after_pass(rows read)` after each, so
+        what a pass raised is delivered while later passes still run."""
         total = 0
         for _ in range(max_passes):
             read = self.run_once()
             total += read
+            if after_pass is not None:
+                after_pass(read)
             if read == 0:
                 break
         return total
@@ -121,21 +131,27 @@ class Processor:
         return len(rows) + len(late)
 
     # --- handlers ------------------------------------------------------------------
-    def _raise(self, conn: Connection, finding: Any, now: datetime, repeat: bool = True) -> Any:
-        delay = escalation_delay(finding.severity, self.thresholds)
-        raised = store.raise_alert(conn, finding, now, delay, repeat=repeat)
-        if raised is not None and raised.created and finding.type == AlertType.FEVER:
-            fever_cases.open_case(conn, raised.alert_id, finding, now, self.recheck_window)
-        return raised
+    def _raise(self, conn: Connection, findings: list[Finding], now: datetime) -> None:
+        """A batch's findings in one set-based call (raising.py); a case per new fever."""
+        raised = raise_findings(
+            conn, findings, now, lambda severity: escalation_delay(severity, self.thresholds)
+        )
+        opened_fevers = [
+            (r.alert_id, finding)
+            for finding, r in zip(findings, raised, strict=True)
+            if r is not None and r.created and finding.type == AlertType.FEVER
+        ]
+        fever_cases.open_cases(conn, opened_fevers, now, self.recheck_window)
 
     def _passages(self, conn: Connection, rows: list[Any], now: datetime) -> None:
         linked: list[tuple[Any, str]] = []
+        findings: list[Finding] = []
         for row in rows:
             fact = passage_fact(row)
-            for finding in passage_findings(fact):
-                self._raise(conn, finding, now)
+            findings += passage_findings(fact)
             if fact.id_hash and row.reading_id is not None:
                 linked.append((row.reading_id, person_subject(fact.id_hash)[2:]))
+        self._raise(conn, findings, now)
         if not linked:
             return
         # the next passage of a person with an open fever: its reading may be the re-check
@@ -150,10 +166,11 @@ class Processor:
     def _readings(self, conn: Connection, rows: list[Any], now: datetime) -> None:
         persons = self._reading_persons(conn, rows)
         facts = [reading_fact(row, persons.get(row.id)) for row in rows]
+        findings: list[Finding] = []
         for fact in facts:
             recent = self._recent_implausible(conn, fact) if fact.implausible else 0
-            for finding in reading_findings(fact, recent):
-                self._raise(conn, finding, now)
+            findings += reading_findings(fact, recent)
+        self._raise(conn, findings, now)
         self._recheck(conn, facts, now)
 
     def _reading_persons(self, conn: Connection, rows: list[Any]) -> dict[int, str]:
@@ -194,12 +211,19 @@ class Processor:
         return int(conn.execute(recent_implausible_query(fact)).scalar_one())
 
     def _recheck(self, conn: Connection, facts: list[ReadingFact], now: datetime) -> None:
-        normal = [f for f in facts if not f.fever and not f.implausible]
+        # only a reading that names its person, entry or passage can be a re-check
+        normal = [
+            f
+            for f in facts
+            if not f.fever
+            and not f.implausible
+            and (f.person or f.entry_msg_id or f.passage_id is not None)
+        ]
         if not normal:
             return
-        fevers = open_fevers(conn)
+        fevers = FeverIndex(fever_cases.open_fevers(conn))
         for fact in normal:
-            for fever in fevers:
+            for fever in fevers.candidates(fact):
                 if is_normal_recheck(fever, fact, self.recheck_window):
                     # a fever resolves only with a disposition and who decided it
                     decided_by = fever_cases.record_recheck(conn, fever.alert_id, fact, now)
@@ -261,43 +285,3 @@ def reading_fact(row: Any, person: str | None) -> ReadingFact:
         passage_id=row.passage_id,
         person=person,
     )
-
-
-def open_fevers(conn: Connection) -> list[OpenFever]:
-    """Open fever alerts, with the person filled in from the fever reading's passage
-    when ingest linked it after the alert was raised (one query for all of them)."""
-    rows = store.open_alerts_of(conn, [AlertType.FEVER.value])
-    unknown = [
-        r.details["reading_id"]
-        for r in rows
-        if "person" not in (r.details or {}) and "reading_id" in (r.details or {})
-    ]
-    linked: dict[int, tuple[int, str | None]] = {}
-    if unknown:
-        for reading_id, passage_id, id_hash in conn.execute(
-            select(reading_t.c.id, passage_t.c.id, passage_t.c.id_hash)
-            .join(passage_t, reading_t.c.passage_id == passage_t.c.id)
-            .where(reading_t.c.id.in_(unknown))
-        ):
-            linked[reading_id] = (passage_id, id_hash)
-    fevers = []
-    for alert in rows:
-        d = alert.details or {}
-        reading_id = d.get("reading_id")
-        person, passage_id = d.get("person"), d.get("passage_id")
-        if person is None and reading_id in linked:
-            passage_id, id_hash = linked[reading_id]
-            person = person_subject(id_hash)[2:] if id_hash else None
-        fever_ts = datetime.fromisoformat(d["fever_ts"]) if "fever_ts" in d else alert.opened_at
-        fevers.append(
-            OpenFever(
-                alert_id=alert.id,
-                checkpoint_id=alert.checkpoint_id,
-                reading_id=reading_id or 0,
-                fever_ts=fever_ts,
-                entry_msg_id=d.get("entry_msg_id"),
-                passage_id=passage_id,
-                person=person,
-            )
-        )
-    return fevers

@@ -250,5 +250,34 @@ def is_normal_recheck(fever: OpenFever, reading: ReadingFact, window: timedelta)
     return fever.person is not None and reading.person == fever.person
 
 
+class FeverIndex:
+    """Open fevers by what a re-check can share with them (entry, passage, person), so
+    a batch of readings is matched in O(readings), not O(readings x open fevers)."""
+
+    def __init__(self, fevers: list[OpenFever]) -> None:
+        self.by_entry: dict[tuple[str, str], list[int]] = {}
+        self.by_passage: dict[int, list[int]] = {}
+        self.by_person: dict[str, list[int]] = {}
+        self.fevers = fevers
+        for n, fever in enumerate(fevers):
+            if fever.entry_msg_id:
+                self.by_entry.setdefault((fever.checkpoint_id, fever.entry_msg_id), []).append(n)
+            if fever.passage_id is not None:
+                self.by_passage.setdefault(fever.passage_id, []).append(n)
+            if fever.person is not None:
+                self.by_person.setdefault(fever.person, []).append(n)
+
+    def candidates(self, fact: ReadingFact) -> list[OpenFever]:
+        """Every open fever `is_normal_recheck` could accept for `fact`, in list order."""
+        found: set[int] = set()
+        if fact.entry_msg_id:
+            found.update(self.by_entry.get((fact.checkpoint_id, fact.entry_msg_id), ()))
+        if fact.passage_id is not None:
+            found.update(self.by_passage.get(fact.passage_id, ()))
+        if fact.person is not None:
+            found.update(self.by_person.get(fact.person, ()))
+        return [self.fevers[n] for n in sorted(found)]
+
+
 def _iso(value: datetime) -> str:
     return value.isoformat()

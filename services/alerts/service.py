@@ -88,7 +88,7 @@ class AlertService:
 
     # --- synchronous steps (tests, and the threads below) ------------------------------
     def process(self) -> int:
-        rows = self.processor.run_until_idle()
+        rows = self.processor.run_until_idle(after_pass=self._after_rows)
         self.stats["rows"] += rows
         return rows
 
@@ -149,9 +149,8 @@ class AlertService:
     def _schedule(self) -> Schedule:
         settings = self.settings
         schedule = Schedule(is_leader=self.leadership.is_leader)
-        schedule.every(
-            settings.alerts_poll_interval_s, self.process, name=ROWS, then=self._after_rows
-        )
+        # `process` wakes delivery after each pass that read rows (_after_rows)
+        schedule.every(settings.alerts_poll_interval_s, self.process, name=ROWS)
         schedule.every(
             settings.alerts_timers_interval_s,
             self.run_timers,

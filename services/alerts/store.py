@@ -7,43 +7,26 @@ the database decides who wins and the loser sees zero rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from services.alerts.event_rules import Finding
 from services.alerts.outbox import enqueue
+from services.alerts.raising import SYSTEM, Raised, active_silences, raise_findings
 from services.core.models.alerts import (
     AlertEvent,
     AlertStatus,
 )
-from services.core.tables import alert_t, dialect_insert, history_t, silence_t
+from services.core.tables import alert_t, history_t, silence_t
 
-SYSTEM = "system"
-
-
-@dataclass(frozen=True, slots=True)
-class Raised:
-    alert_id: int
-    created: bool
-    silenced: bool
+__all__ = ["SYSTEM", "Raised", "active_silence", "add_history", "raise_alert", "silence_t"]
 
 
 def active_silence(conn: Connection, checkpoint_id: str, site_id: str, now: datetime) -> int | None:
     """The id of a silence covering this checkpoint (or its site) now, if any."""
-    row = conn.execute(
-        select(silence_t.c.id)
-        .where(
-            or_(silence_t.c.checkpoint_id == checkpoint_id, silence_t.c.site_id == site_id),
-            silence_t.c.starts_at <= now,
-            silence_t.c.ends_at > now,
-            silence_t.c.lifted_at.is_(None),
-        )
-        .limit(1)
-    ).first()
-    return None if row is None else int(row[0])
+    return active_silences(conn, [(checkpoint_id, site_id)], now).get((checkpoint_id, site_id))
 
 
 def add_history(
@@ -66,63 +49,13 @@ def raise_alert(
     conn: Connection,
     finding: Finding,
     now: datetime,
-    escalate_after: Any,
+    escalate_after: timedelta,
     *,
     repeat: bool = True,
 ) -> Raised | None:
-    """Open the finding's alert, or count a repeat of the open one.
-
-    `repeat=False` (conditions re-found on every tick) leaves an open alert untouched and
-    returns None for it. A new alert is delivered (outbox rows) unless silenced.
-    """
-    silence_id = active_silence(conn, finding.checkpoint_id, finding.site_id, now)
-    silenced = silence_id is not None
-    details = dict(finding.details)
-    if silenced:
-        details["silence_id"] = silence_id
-    values = {
-        "type": finding.type.value,
-        "severity": finding.severity.value,
-        "checkpoint_id": finding.checkpoint_id,
-        "site_id": finding.site_id,
-        "subject": finding.subject,
-        "summary": finding.summary[:500],
-        "details": details,
-        "dedup_key": finding.dedup_key,
-        "open_key": finding.dedup_key,
-        "status": AlertStatus.OPEN.value,
-        "opened_at": now,
-        "last_seen_at": now,
-        "occurrences": 1,
-        "silenced": silenced,
-        "escalation_level": 0,
-        "next_escalation_at": None if silenced else now + escalate_after,
-    }
-    statement = dialect_insert(conn, alert_t).values(**values)
-    if repeat:
-        statement = statement.on_conflict_do_update(
-            index_elements=["open_key"],
-            set_={"occurrences": alert_t.c.occurrences + 1, "last_seen_at": now},
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=["open_key"])
-    row = conn.execute(
-        statement.returning(alert_t.c.id, alert_t.c.occurrences, alert_t.c.silenced)
-    ).first()
-    if row is None:
-        return None
-    alert_id, occurrences, was_silenced = int(row[0]), int(row[1]), bool(row[2])
-    created = occurrences == 1
-    status = AlertStatus.OPEN.value
-    if created:
-        note = f"silenced by silence {silence_id}" if silenced else None
-        add_history(conn, alert_id, AlertEvent.OPENED, status, now, note=note)
-        if not silenced:
-            enqueue(conn, alert_id, AlertEvent.OPENED, now)
-    else:
-        current = conn.execute(select(alert_t.c.status).where(alert_t.c.id == alert_id)).scalar()
-        add_history(conn, alert_id, AlertEvent.REPEATED, str(current), now, note=f"#{occurrences}")
-    return Raised(alert_id, created, was_silenced)
+    """Open the finding's alert, or count a repeat of the open one: a batch of one
+    (raising.raise_findings, which says what `repeat=False` does)."""
+    return raise_findings(conn, [finding], now, lambda _: escalate_after, repeat=repeat)[0]
 
 
 def resolve_open(

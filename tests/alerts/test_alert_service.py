@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from services.alerts import lifecycle, store, timed_processor
+from services.alerts import lifecycle, raising, timed_processor
 from services.alerts.service import AlertService
 from services.core.models import DeviceStatusEvent
 from services.core.models.alerts import SilenceCreate, WebhookRouteCreate
@@ -124,20 +124,18 @@ def test_a_crash_mid_batch_changes_nothing_and_the_retry_alerts_once(
 ) -> None:
     for _ in range(3):
         add_reading(seeded_engine, temp_c=39.0)
-    real = store.enqueue
-    calls = {"n": 0}
+    # the batch's outbox rows are queued after its alerts were written: dying there
+    # must roll the alerts back too
+    real = raising.enqueue_alerts
 
     def dying(*args: Any, **kwargs: Any) -> int:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("process killed here")
-        return real(*args, **kwargs)
+        raise RuntimeError("process killed here")
 
-    monkeypatch.setattr(store, "enqueue", dying)
+    monkeypatch.setattr(raising, "enqueue_alerts", dying)
     with pytest.raises(RuntimeError):
         service.process()
     assert alerts(seeded_engine) == [] and outbox(seeded_engine) == []
-    monkeypatch.setattr(store, "enqueue", real)
+    monkeypatch.setattr(raising, "enqueue_alerts", real)
     service.process()
     assert len(alerts(seeded_engine, "fever")) == 3
     assert len(outbox(seeded_engine)) == 3

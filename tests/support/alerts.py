@@ -1,13 +1,15 @@
 """Helpers for the alert tests (no tests here): stored rows as ingest writes them, a
-hand-driven clock, and a look at the alerts."""
+hand-driven clock, a look at the alerts, and the statements sent meanwhile."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 from sqlmodel import Session
 
 from services.core.models import CheckpointState, Passage, Reading, StaffPresence
@@ -125,3 +127,18 @@ def site_of(engine: Engine, cp: str) -> str:
         return str(
             conn.execute(text("SELECT site_id FROM checkpoint WHERE id = :c"), {"c": cp}).scalar()
         )
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements sent to the database meanwhile (executemany counts once)."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
