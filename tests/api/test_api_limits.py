@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -170,12 +171,27 @@ def api_process(seeded_engine: Any, database_url: str) -> Iterator[tuple[int, st
 
 
 def raw_post(port: int, headers: str, first_bytes: bytes) -> bytes:
-    """Send the head and the first bytes of a body, then read the answer."""
+    """Send the head and the first bytes of a body, then read the answer. The API may
+    answer 413 before the body (by Content-Length) or part way through it (chunked): the
+    sending stops once it has, as a refused client's would, since sending on into a
+    closed connection meets a reset that can also discard the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(headers.encode() + first_bytes)
+        sock.sendall(headers.encode())
+        body = memoryview(first_bytes)
+        sent = 0
+        wait = 0.2  # for an answer to the head alone
+        while sent < len(body) and not select.select([sock], [], [], wait)[0]:
+            wait = 0.0
+            try:
+                sent += sock.send(body[sent : sent + 65536])
+            except (ConnectionResetError, BrokenPipeError):
+                break
         answer = b""
         while b"\r\n\r\n" not in answer:
-            piece = sock.recv(65536)
+            try:
+                piece = sock.recv(65536)
+            except ConnectionResetError:
+                break
             if not piece:
                 break
             answer += piece
