@@ -5,11 +5,9 @@ number of statements that does not grow with the batch."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
@@ -20,19 +18,9 @@ from services.alerts.raising import raise_findings
 from services.alerts.service import AlertService
 from services.core.models.alerts import AlertEvent, SilenceCreate
 from services.core.tables import alert_t, passage_t, reading_t
-from tests.support.alerts import T0, Clock, alerts, history, outbox, site_of, statements
+from tests.support.alerts import T0, alerts, history, outbox, site_of, statements
 
 DELAY = timedelta(minutes=2)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(seeded_engine: Engine, make_settings: Callable[..., Any], clock: Clock) -> AlertService:
-    return AlertService(make_settings(), seeded_engine, clock=clock)
 
 
 def stranger(

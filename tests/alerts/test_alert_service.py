@@ -33,16 +33,6 @@ from tests.support.alerts import (
 )
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(seeded_engine: Engine, make_settings: Callable[..., Any], clock: Clock) -> AlertService:
-    return AlertService(make_settings(), seeded_engine, clock=clock)
-
-
 def test_fever_opens_one_alert_per_person_and_a_normal_recheck_resolves_it(
     service: AlertService, seeded_engine: Engine, clock: Clock
 ) -> None:

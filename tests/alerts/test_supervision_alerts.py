@@ -5,7 +5,6 @@ closes the finding or the enterprise is checked."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -54,11 +53,6 @@ def test_rules_pure() -> None:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(T0)
-
-
-@pytest.fixture
-def service(seeded_engine: Engine, make_settings: Callable[..., Any], clock: Clock) -> AlertService:
-    return AlertService(make_settings(), seeded_engine, clock=clock)
 
 
 @pytest.fixture
