@@ -88,36 +88,27 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         leadership.release()
 
 
-SWAGGER_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>checkpoint-monitor API</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="/vendor/swagger-ui/swagger-ui-bundle.js"></script>
-<script src="/js/swagger-init.js"></script>
-</body>
-</html>
-"""
+def docs_page(head: str, body: str) -> str:
+    """An interactive-docs page: only files the API serves itself, nothing inline."""
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>checkpoint-monitor API</title>\n"
+        '<link rel="icon" href="data:,">\n'  # no /favicon.ico request (a 404)
+        f"{head}</head>\n<body>\n{body}</body>\n</html>\n"
+    )
 
 
-REDOC_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>checkpoint-monitor API</title>
-<link rel="icon" href="data:,">
-</head>
-<body>
-<redoc spec-url="/openapi.json"></redoc>
-<script src="/vendor/redoc/redoc.standalone.js"></script>
-</body>
-</html>
-"""
+SWAGGER_PAGE = docs_page(
+    '<link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">\n',
+    '<div id="swagger-ui"></div>\n'
+    '<script src="/vendor/swagger-ui/swagger-ui-bundle.js"></script>\n'
+    '<script src="/js/swagger-init.js"></script>\n',
+)
+REDOC_PAGE = docs_page(
+    "",
+    '<redoc spec-url="/openapi.json"></redoc>\n'
+    '<script src="/vendor/redoc/redoc.standalone.js"></script>\n',
+)
 
 
 def swagger_ui() -> HTMLResponse:
