@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from services.core.enums import DeadLetterReason
 from services.core.settings import Settings
+from services.ingest.bulk import run
 from services.ingest.matching import MatchCost
 from services.ingest.parse import Accepted, Inbound, Rejected, parse_inbound
 from services.ingest.plan import RowContext, build_plan
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_CACHE_S = 1.0  # registry changes apply within a second
 TOPIC_CACHE_SIZE = 4096  # parsed topics kept (a few per checkpoint); then started anew
 SQLITE_BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_SET = "cpm_ingest_busy_timeout"  # key in a connection's `info`
 
 
 def is_transient(error: BaseException) -> bool:
@@ -61,11 +63,13 @@ class BatchProcessor:
     def _store(self, items: list[Inbound]) -> BatchOutcome:
         settings = self.settings
         with self.engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
+            if conn.dialect.name == "sqlite" and not conn.info.get(BUSY_TIMEOUT_SET):
                 # rather than wait silently behind another writer for the default 30 s,
                 # fail soon: the batch stays unacknowledged, is retried with backoff and
-                # the wait is logged
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                # the wait is logged. A setting of the connection: made once per
+                # connection (`info` lives as long as the driver's connection)
+                run(conn, f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                conn.info[BUSY_TIMEOUT_SET] = True
             now = time.monotonic()
             if now - self._thresholds_at > CHECKPOINT_CACHE_S:
                 self._thresholds = load_checkpoints(conn, settings.fever_threshold_c)

@@ -5,6 +5,12 @@ PostgreSQL gets one statement per operation with a column of values per paramete
 (`unnest` of arrays: a constant query text, parsed and planned once). SQLite gets
 multi-row VALUES lists and executemany, with timestamps written exactly as SQLAlchemy
 writes them, so everything reads back through the models unchanged.
+
+Statements run on the driver's own cursor (`run`, `run_many`), in the transaction of
+the caller's SQLAlchemy connection: `exec_driver_sql` spent ~20 µs a statement and ~2 µs
+a returned row (its `Row` objects) on top of the driver, for ~25 statements a batch;
+at the batch sizes of a few thousand messages a second (a few hundred) that was ~10%
+of the writer. Errors are raised as SQLAlchemy's, as `exec_driver_sql` raises them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, overload
 
 from sqlalchemy import Connection, DateTime, Float, Table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 
 from services.core.db import UTCDateTime
 
@@ -51,6 +58,55 @@ def sqlite_value(value: Any) -> Any:
     return value
 
 
+def _cursor(conn: Connection) -> Any:
+    """A cursor of the driver's connection under `conn` (in its transaction)."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def run(conn: Connection, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """Execute one statement on the driver's cursor; its rows (if it returns any)."""
+    cursor = _cursor(conn)
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(conn, sql, params, error, cursor) from error
+    finally:
+        cursor.close()
+
+
+def run_many(conn: Connection, sql: str, rows: Sequence[Any]) -> None:
+    """Execute one statement for each parameter set (the driver's executemany)."""
+    cursor = _cursor(conn)
+    try:
+        cursor.executemany(sql, rows)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(conn, sql, rows, error, cursor) from error
+    finally:
+        cursor.close()
+
+
+def _wrapped(conn: Connection, sql: str, params: Any, error: Exception, cursor: Any) -> Exception:
+    """The driver's error as SQLAlchemy raises it (OperationalError, IntegrityError...):
+    what `BatchProcessor` tells transient failures and refused rows apart by. A lost
+    connection is invalidated, so the pool does not hand it out again."""
+    lost = conn.dialect.is_disconnect(
+        error,  # type: ignore[arg-type]  # the driver's Error: typed as PEP 249's
+        conn.connection.dbapi_connection,
+        cursor,
+    )
+    if lost:
+        conn.invalidate(error)
+    return DBAPIError.instance(
+        sql,
+        params,
+        error,
+        conn.dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=conn.dialect,
+    )
+
+
 @overload
 def utc_stamp(value: datetime | str) -> datetime: ...
 @overload
@@ -77,9 +133,8 @@ def select_in(
         return []
     head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
     if conn.dialect.name == "postgresql":
-        return list(conn.exec_driver_sql(f"{head} = ANY(%(keys)s)", {"keys": listed}).all())
-    sql = f"{head} IN (SELECT value FROM json_each(?))"
-    return list(conn.exec_driver_sql(sql, (json.dumps(listed),)).all())
+        return run(conn, f"{head} = ANY(%(keys)s)", {"keys": listed})
+    return run(conn, f"{head} IN (SELECT value FROM json_each(?))", (json.dumps(listed),))
 
 
 def _sqlite_rows(
@@ -146,7 +201,7 @@ def insert_new(
     returning: Sequence[str] = ("id",),
 ) -> list[Any]:
     """Insert rows, skipping those whose key is already stored (redeliveries).
-    Returns `returning + keys` of the rows actually inserted."""
+    Returns `returning + keys` of the rows actually inserted, as tuples."""
     if not rows:
         return []
     columns = list(rows[0])
@@ -157,7 +212,7 @@ def insert_new(
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
         )
-        return list(conn.exec_driver_sql(sql, _pg_arrays(table, rows, columns)).all())
+        return run(conn, sql, _pg_arrays(table, rows, columns))
     inserted: list[Any] = []
     row_marks = "(" + ", ".join("?" * len(columns)) + ")"
     start = 0
@@ -169,7 +224,7 @@ def insert_new(
             f"{', '.join([row_marks] * size)} {conflict}"
         )
         params = tuple(chain.from_iterable(_sqlite_rows(table, chunk, columns)))
-        inserted.extend(conn.exec_driver_sql(sql, params).all())
+        inserted.extend(run(conn, sql, params))
     return inserted
 
 
@@ -208,11 +263,11 @@ def update_by_id(
             f"UPDATE {table.name} AS t SET {sets} FROM {_pg_unnest(table, ['id', *columns])} "
             f"WHERE t.id = v.id{extra}"
         )
-        conn.exec_driver_sql(sql, _pg_arrays(table, rows, ["id", *columns]))
+        run(conn, sql, _pg_arrays(table, rows, ["id", *columns]))
         return
     sets = ", ".join(f"{c} = ?" for c in columns)
     sql = f"UPDATE {table.name} AS t SET {sets} WHERE t.id = ?{extra}"
-    conn.exec_driver_sql(sql, _sqlite_rows(table, rows, [*columns, "id"]))
+    run_many(conn, sql, _sqlite_rows(table, rows, [*columns, "id"]))
 
 
 def add_counters(
@@ -233,8 +288,8 @@ def add_counters(
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
         )
-        conn.exec_driver_sql(sql, _pg_arrays(table, rows, columns))
+        run(conn, sql, _pg_arrays(table, rows, columns))
         return
     marks = ", ".join("?" * len(columns))
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
-    conn.exec_driver_sql(sql, _sqlite_rows(table, rows, columns))
+    run_many(conn, sql, _sqlite_rows(table, rows, columns))

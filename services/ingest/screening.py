@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from services.core.enums import PassageKind, Screening
 from services.core.tables import OPEN_PASSAGE, OPEN_READING, passage_t, reading_t
-from services.ingest.bulk import sqlite_value, update_by_id, utc_stamp
+from services.ingest.bulk import run, sqlite_value, update_by_id, utc_stamp
 from services.ingest.matching import Item, Lane, MatchCost, Matcher, Seek
 from services.ingest.rules import OpenPassage, OpenReading, ScreeningMatch, link_named
 
@@ -124,7 +124,7 @@ class OpenRows:
             open=OPEN_PASSAGE if self.passages else OPEN_READING,
             **names,
         )
-        rows = self.conn.exec_driver_sql(sql, params).all()
+        rows = run(self.conn, sql, params)
         if len(rows) > limit:
             return None
         make = OpenPassage if self.passages else OpenReading
@@ -143,7 +143,7 @@ class OpenRows:
             if not picked:
                 continue
             params = self._params([seeks[n] for n in picked], limit)
-            result = self.conn.exec_driver_sql(self._statement(direction), params)
+            result = run(self.conn, self._statement(direction), params)
             for seek, id_, cp, lane_direction, ts, extra in result:
                 out[picked[seek]].append(make(id_, cp, lane_direction, utc_stamp(ts), extra))
         for seek, rows in zip(seeks, out, strict=True):
@@ -173,7 +173,7 @@ def _by_pair(
         params: Any = {"cps": [p[0] for p in ordered], "keys": [p[1] for p in ordered]}
     else:
         params = (json.dumps(ordered),)
-    return list(conn.exec_driver_sql(sql, params).all())
+    return run(conn, sql, params)
 
 
 def _named_open_passages(conn: Connection, new_readings: list[OpenReading]) -> list[OpenPassage]:
@@ -218,7 +218,7 @@ def link_screenings(
         return [], {}
     if conn.dialect.name == "postgresql":
         # two ingest processes must not give one reading to two passages
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCREENING_LOCK_KEY})")
+        run(conn, f"SELECT pg_advisory_xact_lock({SCREENING_LOCK_KEY})")
     passages = {p.id: p for p in new_passages}
     passages.update((p.id, p) for p in _named_open_passages(conn, new_readings))
     readings = _naming_open_readings(conn, new_passages) + new_readings

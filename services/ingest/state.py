@@ -8,6 +8,7 @@ same result.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, case, update
 
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.tables import dialect_insert, presence_t, rollup_t, state_t, status_t
-from services.ingest.bulk import add_counters, sqlite_value
+from services.ingest.bulk import add_counters, run_many, sqlite_value
 from services.ingest.plan import BatchPlan
 
 
@@ -34,23 +35,45 @@ def update_presence(conn: Connection, duty_rows: list[dict[str, Any]]) -> None:
             }
     if not latest:
         return
-    conn.execute(_presence_upsert(conn), [latest[key] for key in sorted(latest)])
-
-
-_PRESENCE_UPSERTS: dict[str, Any] = {}
+    sql, order = _compiled(conn, "presence", _presence_upsert)
+    run_many(conn, sql, _driver_params(conn, [latest[key] for key in sorted(latest)], order))
 
 
 def _presence_upsert(conn: Connection) -> Any:
-    """Built once per engine kind: building it cost more than running it (~1 ms a batch)."""
-    dialect = conn.dialect.name
-    if dialect not in _PRESENCE_UPSERTS:
-        statement = dialect_insert(conn, presence_t)
-        _PRESENCE_UPSERTS[dialect] = statement.on_conflict_do_update(
-            index_elements=["checkpoint_id", "staff_id"],
-            set_={"on_duty": statement.excluded.on_duty, "since": statement.excluded.since},
-            where=presence_t.c.since <= statement.excluded.since,
-        )
-    return _PRESENCE_UPSERTS[dialect]
+    statement = dialect_insert(conn, presence_t)
+    return statement.on_conflict_do_update(
+        index_elements=["checkpoint_id", "staff_id"],
+        set_={"on_duty": statement.excluded.on_duty, "since": statement.excluded.since},
+        where=presence_t.c.since <= statement.excluded.since,
+    )
+
+
+_COMPILED: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+
+
+def _compiled(
+    conn: Connection, name: str, build: Callable[[Connection], Any]
+) -> tuple[str, tuple[str, ...]]:
+    """A statement's text for this database, compiled once (building and compiling it
+    cost more than running it, ~1 ms a batch), and (SQLite) the order of its positional
+    parameters: it runs on the driver, below SQLAlchemy's per-row bind processing."""
+    key = (conn.dialect.name, name)
+    if key not in _COMPILED:
+        compiled = build(conn).compile(dialect=conn.dialect)
+        _COMPILED[key] = (str(compiled), tuple(compiled.positiontup or ()))
+    return _COMPILED[key]
+
+
+def _driver_params(
+    conn: Connection, rows: list[dict[str, Any]], order: tuple[str, ...]
+) -> list[Any]:
+    """Rows as the driver takes them: SQLite positional, timestamps as SQLAlchemy's text."""
+    if conn.dialect.name != "sqlite":
+        return rows
+    return [
+        tuple([None if (value := row[n]) is None else sqlite_value(value) for n in order])
+        for row in rows
+    ]
 
 
 def add_rollups(conn: Connection, rollups: dict[tuple[str, datetime], Counter[str]]) -> None:
@@ -80,21 +103,8 @@ def _later(column: Any, value: Any) -> Any:
     )
 
 
-_STATE_SQL: dict[str, tuple[str, tuple[str, ...]]] = {}
-
-
-def _state_statement(conn: Connection) -> tuple[str, tuple[str, ...]]:
-    """The statement's text for this database, compiled once, and (SQLite) the order of
-    its positional parameters: run below SQLAlchemy's per-row bind processing (one row
-    per checkpoint of the batch: a hundred on the simulator's load)."""
-    dialect = conn.dialect.name
-    if dialect not in _STATE_SQL:
-        compiled = _state_update().compile(dialect=conn.dialect)
-        _STATE_SQL[dialect] = (str(compiled), tuple(compiled.positiontup or ()))
-    return _STATE_SQL[dialect]
-
-
-def _state_update() -> Any:
+def _state_update(conn: Connection) -> Any:
+    """One row per checkpoint of the batch (a hundred on the simulator's load)."""
     c = state_t.c
     p = {
         name: bindparam(f"p_{name}", type_=c[name].type)
@@ -178,12 +188,5 @@ def update_checkpoint_state(
                 "p_firmware": status["firmware"] if status else None,
             }
         )
-    sql, order = _state_statement(conn)
-    if conn.dialect.name == "sqlite":
-        params = [
-            tuple([None if (value := row[n]) is None else sqlite_value(value) for n in order])
-            for row in rows
-        ]
-        conn.exec_driver_sql(sql, params)
-    else:
-        conn.exec_driver_sql(sql, rows)
+    sql, order = _compiled(conn, "checkpoint_state", _state_update)
+    run_many(conn, sql, _driver_params(conn, rows, order))

@@ -176,7 +176,7 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     # passages, then the readings their terminals measured
     passage_rows = list(plan.passages.values())
     inserted = insert_new(conn, passage_t, passage_rows, ("checkpoint_id", "msg_id"))
-    passage_ids = {(row.checkpoint_id, row.msg_id): row.id for row in inserted}
+    passage_ids = {(cp, msg_id): id_ for id_, cp, msg_id in inserted}
     outcome.duplicates += len(passage_rows) - len(inserted)
     new_open_passages: list[OpenPassage] = []
     for key, passage_id in passage_ids.items():
@@ -204,23 +204,23 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     by_key = {(r["checkpoint_id"], r["msg_id"]): r for r in reading_rows}
     new_open_readings: list[OpenReading] = []
     screened_by_entry: list[dict[str, Any]] = []
-    for new in inserted:
-        row = by_key[(new.checkpoint_id, new.msg_id)]
+    for reading_id, checkpoint_id, msg_id in inserted:
+        row = by_key[(checkpoint_id, msg_id)]
         counts = rollups[(row["checkpoint_id"], hour_bucket(row["ts"]))]
         counts["readings"] += 1
         counts["fevers"] += row["fever"]
         counts["implausible_readings"] += row["implausible"]
         latest(row["checkpoint_id"], "last_reading_at", row["ts"])
         if row["passage_id"] is not None:
-            screened_by_entry.append({"id": row["passage_id"], "reading_id": new.id})
+            screened_by_entry.append({"id": row["passage_id"], "reading_id": reading_id})
         elif not row["implausible"] and row["source"] == "thermometer":
             new_open_readings.append(
                 OpenReading(
-                    new.id, new.checkpoint_id, row["direction"], row["ts"], row["entry_msg_id"]
+                    reading_id, checkpoint_id, row["direction"], row["ts"], row["entry_msg_id"]
                 )
             )
     outcome.stored["reading"] = len(inserted)
-    newest("reading", (r.id for r in inserted))
+    newest("reading", (r[0] for r in inserted))
     update_by_id(conn, passage_t, screened_by_entry)
 
     matches, screened_passages = link_screenings(
@@ -235,8 +235,8 @@ def write_plan(conn: Connection, plan: BatchPlan, screening_window_s: float) -> 
     inserted = insert_new(conn, duty_t, duty_rows, ("checkpoint_id", "msg_id"))
     outcome.duplicates += len(duty_rows) - len(inserted)
     outcome.stored["duty_event"] = len(inserted)
-    newest("duty_event", (r.id for r in inserted))
-    counted = [plan.duty_events[(r.checkpoint_id, r.msg_id)] for r in inserted]
+    newest("duty_event", (r[0] for r in inserted))
+    counted = [plan.duty_events[(cp, msg_id)] for _, cp, msg_id in inserted]
     update_presence(conn, [row for row in counted if not row.get("unknown_staff")])
 
     status_rows = list(plan.status_events.values())
