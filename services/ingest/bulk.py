@@ -168,10 +168,15 @@ def _pg_array_type(table: Table, column: str) -> str:
     return f"{compiled}[]"
 
 
-def _pg_unnest(table: Table, columns: Sequence[str]) -> str:
+def pg_unnest(table: Table, columns: Sequence[str], names: Sequence[str] = ()) -> str:
+    """`unnest(arrays) AS v(names)`: a row per value, typed as `table`'s `columns`; the
+    parameters are called `names` (the columns' own names by default)."""
+    names = names or columns
     # %(...)b: binary parameters, which psycopg dumps about five times faster than text
-    casts = ", ".join(f"%({c})b::{_pg_array_type(table, c)}" for c in columns)
-    return f"unnest({casts}) AS v({', '.join(columns)})"
+    casts = ", ".join(
+        f"%({n})b::{_pg_array_type(table, c)}" for n, c in zip(names, columns, strict=True)
+    )
+    return f"unnest({casts}) AS v({', '.join(names)})"
 
 
 @cache
@@ -179,17 +184,18 @@ def _float_columns(table: Table) -> frozenset[str]:
     return frozenset(c.name for c in table.c if isinstance(c.type, Float))
 
 
-def _pg_arrays(
-    table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str]
+def pg_arrays(
+    table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str], names: Sequence[str] = ()
 ) -> dict[str, list[Any]]:
-    """A list of values per column. A binary array holds one type: a whole number in a
-    float column (`"temp_c": 37`) is made a float, or the batch could not be dumped."""
+    """A list of values per column (rows and parameters keyed by `names`, the columns'
+    own names by default). A binary array holds one type: a whole number in a float
+    column (`"temp_c": 37`) is made a float, or the batch could not be dumped."""
     floats = _float_columns(table)
     return {
-        c: [None if row[c] is None else float(row[c]) for row in rows]
+        n: [None if row[n] is None else float(row[n]) for row in rows]
         if c in floats
-        else [row[c] for row in rows]
-        for c in columns
+        else [row[n] for row in rows]
+        for n, c in zip(names or columns, columns, strict=True)
     }
 
 
@@ -210,9 +216,9 @@ def insert_new(
     if conn.dialect.name == "postgresql":
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
+            f"SELECT * FROM {pg_unnest(table, columns)} {conflict}"
         )
-        return run(conn, sql, _pg_arrays(table, rows, columns))
+        return run(conn, sql, pg_arrays(table, rows, columns))
     inserted: list[Any] = []
     row_marks = "(" + ", ".join("?" * len(columns)) + ")"
     start = 0
@@ -260,10 +266,10 @@ def update_by_id(
     if conn.dialect.name == "postgresql":
         sets = ", ".join(f"{c} = v.{c}" for c in columns)
         sql = (
-            f"UPDATE {table.name} AS t SET {sets} FROM {_pg_unnest(table, ['id', *columns])} "
+            f"UPDATE {table.name} AS t SET {sets} FROM {pg_unnest(table, ['id', *columns])} "
             f"WHERE t.id = v.id{extra}"
         )
-        run(conn, sql, _pg_arrays(table, rows, ["id", *columns]))
+        run(conn, sql, pg_arrays(table, rows, ["id", *columns]))
         return
     sets = ", ".join(f"{c} = ?" for c in columns)
     sql = f"UPDATE {table.name} AS t SET {sets} WHERE t.id = ?{extra}"
@@ -286,9 +292,9 @@ def add_counters(
     if conn.dialect.name == "postgresql":
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT * FROM {_pg_unnest(table, columns)} {conflict}"
+            f"SELECT * FROM {pg_unnest(table, columns)} {conflict}"
         )
-        run(conn, sql, _pg_arrays(table, rows, columns))
+        run(conn, sql, pg_arrays(table, rows, columns))
         return
     marks = ", ".join("?" * len(columns))
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) {conflict}"

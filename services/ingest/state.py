@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, update
+from sqlalchemy import Connection, and_, bindparam, case, column, table, update
 
 from services.core.models.events import ROLLUP_COUNTERS
 from services.core.tables import dialect_insert, presence_t, rollup_t, state_t, status_t
-from services.ingest.bulk import add_counters, run_many, sqlite_value
+from services.ingest.bulk import add_counters, pg_arrays, pg_unnest, run, run_many, sqlite_value
 from services.ingest.plan import BatchPlan
 
 
@@ -103,25 +103,37 @@ def _later(column: Any, value: Any) -> Any:
     )
 
 
+STATE_COLUMNS = (
+    "last_seen_at",
+    "last_passage_at",
+    "last_reading_at",
+    "last_heartbeat_at",
+    "uptime_s",
+    "backlog",
+    "clock_skew_s",
+    "clock_skew_at",
+    "device_state",
+    "state_since",
+    "firmware",
+)
+_NEW_VALUES = "v"  # PostgreSQL: the batch's new values, a row per checkpoint
+
+
 def _state_update(conn: Connection) -> Any:
-    """One row per checkpoint of the batch (a hundred on the simulator's load)."""
+    """One row per checkpoint of the batch (a hundred on the simulator's load). SQLite:
+    a statement per row (executemany, a loop in C); PostgreSQL: one statement joining the
+    batch's values as arrays (`unnest`): psycopg's executemany spent ~100 µs of Python a
+    row, ~10 ms a batch."""
     c = state_t.c
-    p = {
-        name: bindparam(f"p_{name}", type_=c[name].type)
-        for name in (
-            "last_seen_at",
-            "last_passage_at",
-            "last_reading_at",
-            "last_heartbeat_at",
-            "uptime_s",
-            "backlog",
-            "clock_skew_s",
-            "clock_skew_at",
-            "device_state",
-            "state_since",
-            "firmware",
-        )
-    }
+    p: dict[str, Any]
+    if conn.dialect.name == "postgresql":
+        new = table(_NEW_VALUES, *[column(f"p_{n}", c[n].type) for n in STATE_COLUMNS])
+        new.append_column(column("p_checkpoint_id", c.checkpoint_id.type))
+        p = {name: new.c[f"p_{name}"] for name in STATE_COLUMNS}
+        p["checkpoint_id"] = new.c.p_checkpoint_id
+    else:
+        p = {name: bindparam(f"p_{name}", type_=c[name].type) for name in STATE_COLUMNS}
+        p["checkpoint_id"] = bindparam("p_checkpoint_id")
     newer_state = and_(
         p["state_since"].is_not(None), c.state_since.is_(None) | (c.state_since <= p["state_since"])
     )
@@ -135,7 +147,7 @@ def _state_update(conn: Connection) -> Any:
     )
     statement = (
         update(state_t)
-        .where(c.checkpoint_id == bindparam("p_checkpoint_id"))
+        .where(c.checkpoint_id == p["checkpoint_id"])
         .values(
             last_seen_at=_later(c.last_seen_at, p["last_seen_at"]),
             last_passage_at=_later(c.last_passage_at, p["last_passage_at"]),
@@ -189,4 +201,14 @@ def update_checkpoint_state(
             }
         )
     sql, order = _compiled(conn, "checkpoint_state", _state_update)
+    if conn.dialect.name == "postgresql":
+        names = ["p_checkpoint_id", *(f"p_{n}" for n in STATE_COLUMNS)]
+        columns = [n.removeprefix("p_") for n in names]
+        values = pg_unnest(state_t, columns, names)
+        joined = sql.replace(f" FROM {_NEW_VALUES} ", f" FROM {values} ", 1)
+        if joined == sql:
+            raise RuntimeError(f"no FROM {_NEW_VALUES} in the compiled update: {sql}")
+        sql = joined
+        run(conn, sql, pg_arrays(state_t, rows, columns, names))
+        return
     run_many(conn, sql, _driver_params(conn, rows, order))

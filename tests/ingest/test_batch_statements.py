@@ -3,12 +3,13 @@ that a refused statement still surfaces as SQLAlchemy's error (counts, never tim
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, bindparam, event, text
 from sqlalchemy.exc import IntegrityError
 
 from devices.simulator.load import message_stream
@@ -31,7 +32,7 @@ class CountingCursor:
         return self._cursor.execute(sql, params)
 
     def executemany(self, sql: str, rows: Any) -> Any:
-        self._seen[" ".join(sql.split()[:3])] += 1
+        self._seen["(many) " + " ".join(sql.split()[:3])] += 1
         return self._cursor.executemany(sql, rows)
 
     def __getattr__(self, name: str) -> Any:
@@ -123,3 +124,70 @@ def test_a_statement_the_database_refuses_raises_sqlalchemys_error(
             execute(conn, "INSERT INTO one_key (k) VALUES (1)")
     with seeded_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM one_key")).scalar_one() == 1
+
+
+def device_message(
+    prefix: str, checkpoint: str, topic_kind: str, received: datetime, **body: Any
+) -> Inbound:
+    payload = json.dumps({"ts": received.isoformat(), **body}).encode()
+    return Inbound(f"{prefix}/cp/{checkpoint}/{topic_kind}", payload, received)
+
+
+def test_checkpoint_state_keeps_the_newest_values_of_batches_out_of_order(
+    seeded_engine: Engine, make_settings: Any, driver_statements: Counter[str]
+) -> None:
+    settings = make_settings()
+    prefix = settings.topic_prefix
+    processor = BatchProcessor(seeded_engine, settings)
+    late = datetime.now(UTC).replace(microsecond=0)
+    early = late - timedelta(minutes=5)
+    gates = [f"cp-{n:03d}" for n in range(1, 41)]
+    # the newer batch first: a heartbeat and a status at every gate, an entry at half
+    newer = [device_message(prefix, cp, "heartbeat", late, uptime_s=900, backlog=3) for cp in gates]
+    newer += [
+        device_message(prefix, cp, "status", late, state="offline", firmware="2.0") for cp in gates
+    ]
+    newer += [
+        device_message(prefix, cp, "entry", late, msg_id=f"n-{cp}", direction="in", kind="vehicle")
+        for cp in gates[:20]
+    ]
+    driver_statements.clear()
+    processor.process(newer)
+    # the 40 rows: SQLite steps one statement through them in C (executemany);
+    # PostgreSQL gets them as arrays in one statement (psycopg's executemany is a
+    # Python loop per row)
+    many = seeded_engine.dialect.name == "sqlite"
+    assert driver_statements[f"{'(many) ' if many else ''}UPDATE checkpoint_state SET"] == 1
+    assert sum(n for s, n in driver_statements.items() if "checkpoint_state" in s) == 1
+    # then an older one, replayed: it may only fill in what is still empty
+    older = [
+        device_message(prefix, cp, "heartbeat", early, uptime_s=600, backlog=9) for cp in gates
+    ]
+    older += [
+        device_message(prefix, cp, "status", early, state="online", firmware="1.0") for cp in gates
+    ]
+    older += [
+        device_message(prefix, cp, "entry", early, msg_id=f"o-{cp}", direction="in", kind="vehicle")
+        for cp in gates
+    ]
+    processor.process(older)
+    with seeded_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT checkpoint_id, device_state, firmware, uptime_s, backlog, "
+                "last_seen_at, last_heartbeat_at, last_passage_at FROM checkpoint_state "
+                "WHERE checkpoint_id IN :cps"
+            ).bindparams(bindparam("cps", expanding=True)),
+            {"cps": gates},
+        ).all()
+    assert len(rows) == len(gates)
+    for cp, state, firmware, uptime, backlog, seen, heartbeat, passage in rows:
+        assert (state, firmware, uptime, backlog) == ("offline", "2.0", 900, 3), cp
+        assert utc(seen) == late and utc(heartbeat) == late, cp
+        # the gates with a newer entry keep it; the others take the replayed one
+        assert utc(passage) == (late if cp in gates[:20] else early), cp
+
+
+def utc(value: datetime | str) -> datetime:
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
