@@ -124,7 +124,22 @@ class Settings(BaseSettings):
         "is also written after CPM_INGEST_BATCH_MS). Each commit waits for the disk, so "
         "large batches are what lets ingest drain a backlog fast.",
     )
-    ingest_batch_ms: int = Field(default=20, ge=1, le=5000)
+    ingest_batch_ms: int = Field(
+        default=20,
+        ge=1,
+        le=5000,
+        description="How long a batch waits to fill at the rates of a normal day (up to "
+        "1,500 messages/s).",
+    )
+    ingest_busy_batch_ms: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description="How long a batch waits to fill from 4,000 messages/s (between 1,500 "
+        "and 4,000 it grows from CPM_INGEST_BATCH_MS to this): larger batches under load "
+        "spread each commit's fixed cost over more messages. Set it to CPM_INGEST_BATCH_MS "
+        "for a fixed linger.",
+    )
     ingest_queue_size: int = Field(
         default=8000, ge=10, description="Messages held in memory before the broker waits."
     )

@@ -162,6 +162,7 @@ class Handoff:
         self._not_full = threading.Condition(self._lock)
         self._not_empty = threading.Condition(self._lock)
         self._want = 0  # the consumer is waiting for this many (0: it is not waiting)
+        self.arrived = 0  # items ever put (how fast they come: linger.py)
 
     def put(self, item: Any, stopping: threading.Event) -> bool:
         """False (and not queued) when `stopping` is set while waiting for room."""
@@ -171,6 +172,7 @@ class Handoff:
                     return False
                 self._not_full.wait(0.5)
             self._items.append(item)
+            self.arrived += 1
             if self._want and len(self._items) >= self._want:
                 self._not_empty.notify()
         return True

@@ -37,6 +37,7 @@ from services.core.protocol import (
 )
 from services.core.settings import Settings
 from services.ingest.batch import is_transient
+from services.ingest.linger import ArrivalRate, linger_s
 from services.ingest.parse import Inbound
 from services.ingest.receiver import Handoff, IngestClient
 from services.ingest.session import SessionLedger, judge
@@ -100,6 +101,7 @@ class IngestService:
         )
         self.database_ok = True
         self._queue = Handoff(settings.ingest_queue_size)
+        self._arrivals = ArrivalRate()
         self._generation = 0
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -226,7 +228,11 @@ class IngestService:
     # --- commit side ------------------------------------------------------------------
     def _next_batch(self) -> list[Inbound]:
         settings = self.settings
-        return self._queue.take(settings.ingest_batch_size, settings.ingest_batch_ms / 1000, 0.2)
+        rate = self._arrivals.sample(self._queue.arrived, time.monotonic())
+        linger = linger_s(
+            rate, settings.ingest_batch_ms / 1000, settings.ingest_busy_batch_ms / 1000
+        )
+        return self._queue.take(settings.ingest_batch_size, linger, 0.2)
 
     def _commit_loop(self) -> None:
         while True:
