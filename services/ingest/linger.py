@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 QUIET_RATE = 1500.0  # messages/s up to which the linger stays the base one
 BUSY_RATE = 4000.0  # messages/s from which it is `busy_s`
-MIN_SAMPLE_S = 0.05  # a rate is measured over at least this long
+MIN_SAMPLE_S = 0.5  # a rate is measured over at least this long: a burst of a
+# publisher catching up (a few hundred messages at once) is not a busy rate
 
 
 def linger_s(rate: float, base_s: float, busy_s: float) -> float:

@@ -45,9 +45,10 @@ def test_the_linger_never_shrinks_as_the_rate_grows(
 def test_the_arrival_rate_is_counted_over_the_time_between_samples() -> None:
     rate = ArrivalRate()
     assert rate.sample(100, 10.0) == 0.0  # the first sample only sets the start
-    assert rate.sample(400, 10.1) == pytest.approx(3000)
-    assert rate.sample(410, 10.11) == pytest.approx(3000)  # too soon: kept
-    assert rate.sample(450, 11.1) == pytest.approx(50)  # over the whole second since
+    assert rate.sample(400, 10.1) == 0.0  # a burst, too soon to tell a rate
+    assert rate.sample(1600, 10.5) == pytest.approx(3000)
+    assert rate.sample(1700, 10.6) == pytest.approx(3000)  # too soon: kept
+    assert rate.sample(1750, 11.5) == pytest.approx(150)  # over the whole second since
 
 
 def test_the_handoff_counts_what_arrives() -> None:
