@@ -12,6 +12,8 @@ import json
 import re
 import unicodedata
 from datetime import date
+from functools import lru_cache
+from operator import mul
 from typing import Any, overload
 
 RESIDENT_ID = "resident_id"
@@ -19,6 +21,7 @@ RESIDENT_ID = "resident_id"
 # GB 11643-1999: weights of the first 17 digits and the check character for sum mod 11.
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
+_ZEROS_TOTAL = ord("0") * sum(_WEIGHTS)
 _RESIDENT_ID_RE = re.compile(r"^\d{17}[\dX]$")
 
 # What redaction looks for in free text: any ID-shaped run of digits (15 or more, an
@@ -38,18 +41,30 @@ def normalize_id(id_number: str) -> str:
 
 
 def resident_id_check_char(first17: str) -> str:
-    total = sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True))
+    if len(first17) != len(_WEIGHTS):
+        raise ValueError("a resident ID's check character needs its first 17 digits")
+    if first17.isascii() and first17.isdigit():
+        # every passage ingest stores comes here: the digits' bytes, summed in C, less
+        # what their "0"s add (int() of each digit took half the time of the check)
+        total = sum(map(mul, first17.encode(), _WEIGHTS)) - _ZEROS_TOTAL
+    else:
+        total = sum(map(mul, map(int, first17), _WEIGHTS))
     return _CHECK_CHARS[total % 11]
+
+
+@lru_cache(maxsize=65536)  # birth dates repeat: ~37,000 days in a century
+def _is_real_date(yyyymmdd: str) -> bool:
+    try:
+        date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        return False
+    return True
 
 
 def is_valid_resident_id(id_number: str) -> bool:
     """A PRC resident ID: 18 characters, a real birth date, and the right check digit."""
     number = normalize_id(id_number)
-    if not _RESIDENT_ID_RE.match(number):
-        return False
-    try:
-        date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-    except ValueError:
+    if not _RESIDENT_ID_RE.match(number) or not _is_real_date(number[6:14]):
         return False
     return resident_id_check_char(number[:17]) == number[17]
 

@@ -78,7 +78,8 @@ def _driver_params(
 
 def add_rollups(conn: Connection, rollups: dict[tuple[str, datetime], Counter[str]]) -> None:
     rows = [
-        {"checkpoint_id": cp, "bucket": bucket, **{c: counts[c] for c in ROLLUP_COUNTERS}}
+        # .get: a Counter's missing key goes through Python-level __missing__ (~15 a row)
+        {"checkpoint_id": cp, "bucket": bucket, **{c: counts.get(c, 0) for c in ROLLUP_COUNTERS}}
         for (cp, bucket), counts in sorted(rollups.items())  # sorted: no deadlocks
     ]
     add_counters(conn, rollup_t, rows, ("checkpoint_id", "bucket"), ROLLUP_COUNTERS)

@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.core.identity import (
     contains_id,
@@ -11,6 +13,7 @@ from services.core.identity import (
     mask_tail,
     normalize_id,
     redact,
+    resident_id_check_char,
 )
 
 VALID = "11010519491231002X"  # the GB 11643 example number
@@ -23,6 +26,23 @@ def test_valid_resident_id_and_check_digit() -> None:
     assert not is_valid_resident_id("110105194913310024")  # month 13
     assert not is_valid_resident_id("1101051949123100")  # too short
     assert not is_valid_resident_id("")
+
+
+GB_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+@given(st.text(alphabet=st.characters(categories=["Nd"]), min_size=17, max_size=17))
+def test_the_check_character_is_the_standards_whatever_digits_spell_it(first17: str) -> None:
+    # ASCII digits take a faster sum; other decimal digits (full-width...) the plain one
+    total = sum(int(digit) * weight for digit, weight in zip(first17, GB_WEIGHTS, strict=True))
+    assert resident_id_check_char(first17) == "10X98765432"[total % 11]
+
+
+def test_a_birth_date_must_exist_however_often_it_is_checked() -> None:
+    leap, not_leap = "110105200002290015", "110105190002290015"
+    for _ in range(3):  # the dates' verdicts are remembered
+        assert is_valid_resident_id(leap[:17] + resident_id_check_char(leap[:17]))
+        assert not is_valid_resident_id(not_leap[:17] + resident_id_check_char(not_leap[:17]))
 
 
 def test_other_documents_checked_for_shape_only() -> None:
