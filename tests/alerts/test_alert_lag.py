@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, insert, select, update
 
+from services.alerts import store
 from services.alerts.service import AlertService
 from services.alerts.timed_processor import UNSCREENED_WATERMARK, TimerReport
 from services.core.db import make_engine
@@ -131,6 +132,7 @@ def test_timed_rules_send_the_same_statements_for_6_or_60_passages(
             service.timers._unscreened(conn, clock(), report)
         return report
 
+    unscreened_rule()  # what is asked once per database (store.byte_ordered)
     counted = []
     for first, count in ((0, 6), (1_000, 60)):
         flood(seeded_engine, first, count)
@@ -189,3 +191,35 @@ def test_foreign_key_checks_read_the_primary_key_as_alerts_grow(
     checks = [p for p in plans if 'FROM ONLY "public"."alert" x' in p]
     assert checks, "no foreign-key check of alert seen"
     assert not [p for p in checks if "Seq Scan on alert" in p]
+
+
+def test_open_alerts_of_a_type_are_read_through_the_open_key_index(
+    make_settings: Any, seeded_engine: Engine
+) -> None:
+    service = AlertService(make_settings(), seeded_engine, clock=Clock())
+    flood(seeded_engine, 0, 300, implausible_every=1)  # 200 strangers, a sensor fault
+    drain(service)
+    with seeded_engine.begin() as conn:
+        strangers = store.open_alerts_of(conn, ["unregistered_entry"])
+        store.resolve_keys(conn, [a.open_key for a in strangers[:150]], T0, "test")
+        faults = store.open_alerts_of(conn, ["sensor_fault", "fever"])
+        left = store.open_alerts_of(conn, ["unregistered_entry", "sensor_fault"])
+        with statements(seeded_engine) as sent:
+            store.open_alerts_of(conn, ["fever"])
+        explain = "EXPLAIN QUERY PLAN" if conn.dialect.name == "sqlite" else "EXPLAIN"
+        if conn.dialect.name == "postgresql":  # the plan a big table gets, on a small one
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = " ".join(
+            str(row)
+            for row in conn.exec_driver_sql(
+                f"{explain} SELECT * FROM alert WHERE type IN ('fever') "
+                "AND status != 'resolved' AND open_key >= 'fever|' AND open_key < 'fever}'"
+            )
+        )
+        ordered = store.byte_ordered(conn)
+    assert len(strangers) == 200
+    assert [a.type for a in faults] == ["sensor_fault"]
+    assert sorted(a.type for a in left) == ["sensor_fault"] + ["unregistered_entry"] * 50
+    if ordered:  # SQLite; PostgreSQL under a C collation (this suite's databases)
+        assert "open_key >=" in sent[0]
+        assert "uq_alert_open_key" in plan or "autoindex_alert" in plan, plan
