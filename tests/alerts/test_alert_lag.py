@@ -7,12 +7,14 @@ rows a pass writes use the primary key however the alert table grew in the sessi
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, insert, select, update
 
 from services.alerts import store
+from services.alerts.screening_timers import RECENT, recent_lanes
 from services.alerts.service import AlertService
 from services.alerts.timed_processor import UNSCREENED_WATERMARK, TimerReport
 from services.core.db import make_engine
@@ -223,3 +225,48 @@ def test_open_alerts_of_a_type_are_read_through_the_open_key_index(
     if ordered:  # SQLite; PostgreSQL under a C collation (this suite's databases)
         assert "open_key >=" in sent[0]
         assert "uq_alert_open_key" in plan or "autoindex_alert" in plan, plan
+
+
+def test_lanes_with_recent_readings_are_found_by_one_probe_per_lane(
+    seeded_engine: Engine,
+) -> None:
+    flood(seeded_engine, 0, 3_000)  # 1,000 readings at cp-051, stamped T0
+    with seeded_engine.begin() as conn:
+        conn.execute(
+            insert(reading_t),
+            [
+                {
+                    "checkpoint_id": "cp-007",
+                    "msg_id": f"old-{n}",
+                    "ts": T0 - RECENT - timedelta(seconds=n + 1),  # stamped too early
+                    "device_ts": T0,
+                    "received_at": T0,
+                    "direction": "out",
+                    "temp_c": 36.5,
+                    "fever": False,
+                    "implausible": False,
+                }
+                for n in range(50)
+            ]
+            + [
+                {
+                    "checkpoint_id": "cp-002",
+                    "msg_id": "recent-out",
+                    "ts": T0 - timedelta(seconds=30),
+                    "device_ts": T0,
+                    "received_at": T0,
+                    "direction": "out",
+                    "temp_c": 36.5,
+                    "fever": False,
+                    "implausible": False,
+                }
+            ],
+        )
+        found = {tuple(row) for row in conn.execute(recent_lanes(T0))}
+        if conn.dialect.name == "postgresql":  # the plan with the table's statistics
+            conn.exec_driver_sql("ANALYZE reading, checkpoint")
+        compiled = recent_lanes(T0).compile(conn, compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN" if conn.dialect.name == "sqlite" else "EXPLAIN"
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(f"{explain} {compiled}"))
+    assert found == {(CP, "in"), ("cp-002", "out")}
+    assert "ix_reading_cp_dir_ts" in plan and "ix_reading_ts" not in plan, plan
