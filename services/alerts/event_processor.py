@@ -292,7 +292,9 @@ FROM unnest(%(ids)s::bigint[], %(cps)s::text[], %(los)s::timestamptz[], %(tss)s:
 """
 RECENT_IMPLAUSIBLE_SQLITE = f"""
 WITH f(id, cp, lo, ts) AS (
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?2)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]')
+    FROM json_each(?2)
 )
 SELECT f.id, (
     SELECT count(*) FROM (

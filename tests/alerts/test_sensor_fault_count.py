@@ -3,12 +3,15 @@ however many implausible (or plausible) readings share the window."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, literal, select
 
 from services.alerts.event_processor import (
+    RECENT_IMPLAUSIBLE_PG,
+    RECENT_IMPLAUSIBLE_SQLITE,
     SENSOR_FAULT_COUNT_CAP,
     reading_fact,
     recent_implausible_counts,
@@ -101,3 +104,19 @@ def test_one_statement_counts_a_batch_as_the_reading_by_reading_count(
         batch = recent_implausible_counts(conn, facts)
     assert batch == one_by_one
     assert sorted(set(batch.values())) == [*range(1, SENSOR_FAULT_COUNT_CAP + 1)]
+
+
+def test_the_batch_count_reads_the_partial_index(seeded_engine: Engine) -> None:
+    params_pg = {"ids": [10**6], "cps": ["cp-001"], "los": [NOW - timedelta(minutes=10)]}
+    params_pg |= {"tss": [NOW], "cap": SENSOR_FAULT_COUNT_CAP}
+    listed = [[10**6, "cp-001", str(NOW - timedelta(minutes=10)), str(NOW)]]
+    with seeded_engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a tiny test table
+            explain = conn.exec_driver_sql(f"EXPLAIN {RECENT_IMPLAUSIBLE_PG}", params_pg)
+            plan = explain.scalars().all()
+        else:
+            statement = f"EXPLAIN QUERY PLAN {RECENT_IMPLAUSIBLE_SQLITE}"
+            params = (SENSOR_FAULT_COUNT_CAP, json.dumps(listed))
+            plan = [r[-1] for r in conn.exec_driver_sql(statement, params)]
+    assert any("ix_reading_implausible" in line for line in plan), plan
