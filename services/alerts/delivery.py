@@ -25,7 +25,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
-    insert,
     or_,
     select,
     text,
@@ -33,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 
+from services.alerts.bulk import insert_rows, plans_for_now
 from services.alerts.notifiers import DeliveryResult, Notifier, OutboundMessage
 from services.core.settings import Settings
 from services.core.tables import attempt_t, outbox_t, route_t
@@ -251,6 +251,7 @@ class Deliverer:
             m.outbox_id for m, (result, _) in zip(messages, outcomes, strict=True) if not result.ok
         ]
         with self.engine.begin() as conn:
+            plans_for_now(conn)  # each attempt row's foreign key is checked (bulk.py)
             created = (
                 dict(
                     conn.execute(
@@ -308,4 +309,4 @@ class Deliverer:
                         last_error=(result.error or "failed")[:500],
                     )
                 )
-            conn.execute(insert(attempt_t), attempts)
+            insert_rows(conn, attempt_t, attempts)

@@ -12,15 +12,17 @@ on every pass until they expire (ids burnt by rollbacks and ON CONFLICT never ap
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, literal, select, text
 
 from services.alerts import fever_cases, store
+from services.alerts.bulk import plans_for_now
 from services.alerts.event_rules import (
     SENSOR_FAULT_WINDOW,
     AlertType,
@@ -54,12 +56,14 @@ log = logging.getLogger(__name__)
 
 # device status rows raise nothing here: device_offline is a timed condition
 # (timed_rules.py), confirmed over `CPM_DEVICE_OFFLINE_CONFIRM_S`
-# readings first: a fever (critical) then waits behind at most one batch of readings,
-# not behind a batch of passages whose strangers each open an alert of their own
+# the sources with a watermark each; a pass reads readings first (run_once)
 SOURCES = ("reading", "passage")
 # implausible readings counted for a sensor fault, at most: the count reads no more
 # index entries than this, however many a broken (or hostile) device sends
 SENSOR_FAULT_COUNT_CAP = 100
+# reading batches a pass takes before its batch of passages, at most: readings come
+# first, but a flood of readings alone must not stop passages from being read at all
+READING_BATCHES_FIRST = 10
 
 
 @dataclass
@@ -72,14 +76,24 @@ class Processor:
     gap_expiry_s: float = 30.0
 
     def run_once(self) -> int:
-        """Process every source once; returns the number of rows read."""
+        """Readings until they are caught up (READING_BATCHES_FIRST batches at most),
+        then one batch of passages; returns the number of rows read. A fever then waits
+        behind at most one batch of passages, however far a flood of passages (each a
+        new alert) has put them behind."""
         total = 0
-        for source in SOURCES:
-            try:
-                total += self.process(source)
-            except WatermarkMoved:
-                log.info("watermark %s moved under us; retrying next pass", source)
-        return total
+        for _ in range(READING_BATCHES_FIRST):
+            read = self._process_source("reading")
+            total += read
+            if read < self.batch_size:
+                break
+        return total + self._process_source("passage")
+
+    def _process_source(self, source: str) -> int:
+        try:
+            return self.process(source)
+        except WatermarkMoved:
+            log.info("watermark %s moved under us; retrying next pass", source)
+            return 0
 
     def run_until_idle(
         self, max_passes: int = 100, after_pass: Callable[[int], None] | None = None
@@ -101,6 +115,7 @@ class Processor:
         handler = {"passage": self._passages, "reading": self._readings}[source]
         now = self.clock()
         with self.engine.begin() as conn:
+            plans_for_now(conn)
             wm = read_watermark(conn, source)
             if wm is None:
                 raise WatermarkMoved(f"no watermark row {source}")
@@ -166,10 +181,10 @@ class Processor:
     def _readings(self, conn: Connection, rows: list[Any], now: datetime) -> None:
         persons = self._reading_persons(conn, rows)
         facts = [reading_fact(row, persons.get(row.id)) for row in rows]
+        recent = recent_implausible_counts(conn, [f for f in facts if f.implausible])
         findings: list[Finding] = []
         for fact in facts:
-            recent = self._recent_implausible(conn, fact) if fact.implausible else 0
-            findings += reading_findings(fact, recent)
+            findings += reading_findings(fact, recent.get(fact.id, 0))
         self._raise(conn, findings, now)
         self._recheck(conn, facts, now)
 
@@ -203,13 +218,6 @@ class Processor:
                     persons[reading_id] = person_subject(id_hash)[2:]
         return persons
 
-    def _recent_implausible(self, conn: Connection, fact: ReadingFact) -> int:
-        """The implausible readings at the reading's checkpoint within
-        SENSOR_FAULT_WINDOW up to it, counted up to SENSOR_FAULT_COUNT_CAP: a range of
-        the partial index `ix_reading_implausible` (its condition repeated as text, so
-        SQLite matches it) with a LIMIT."""
-        return int(conn.execute(recent_implausible_query(fact)).scalar_one())
-
     def _recheck(self, conn: Connection, facts: list[ReadingFact], now: datetime) -> None:
         # only a reading that names its person, entry or passage can be a re-check
         normal = [
@@ -233,7 +241,75 @@ class Processor:
                     store.resolve_keys_by_id(conn, fever.alert_id, now, "recheck_normal", note)
 
 
+def recent_implausible_counts(conn: Connection, facts: Sequence[ReadingFact]) -> dict[int, int]:
+    """For each implausible reading, the implausible readings at its checkpoint within
+    SENSOR_FAULT_WINDOW up to it, counted up to SENSOR_FAULT_COUNT_CAP: one statement
+    for the batch (not one per reading), of constant text (the readings are one array
+    or JSON parameter), each count a range of the partial index `ix_reading_implausible`
+    with a LIMIT, as recent_implausible_query does for one."""
+    if not facts:
+        return {}
+    los = [f.ts - SENSOR_FAULT_WINDOW for f in facts]
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            RECENT_IMPLAUSIBLE_PG,
+            {
+                "ids": [f.id for f in facts],
+                "cps": [f.checkpoint_id for f in facts],
+                "los": los,
+                "tss": [f.ts for f in facts],
+                "cap": SENSOR_FAULT_COUNT_CAP,
+            },
+        )
+    else:
+        listed = [
+            [f.id, f.checkpoint_id, sqlite_stamp(lo), sqlite_stamp(f.ts)]
+            for f, lo in zip(facts, los, strict=True)
+        ]
+        rows = conn.exec_driver_sql(
+            RECENT_IMPLAUSIBLE_SQLITE, (SENSOR_FAULT_COUNT_CAP, json.dumps(listed))
+        )
+    return {int(reading_id): int(count) for reading_id, count in rows}
+
+
+def sqlite_stamp(value: datetime) -> str:
+    """A UTC timestamp as SQLAlchemy stores it in SQLite (naive text)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# the partial index's condition, written as in its definition (SQLite matches it as text)
+RECENT_IMPLAUSIBLE_PG = f"""
+SELECT f.id, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM reading AS r
+        WHERE r.checkpoint_id = f.cp AND r.{IMPLAUSIBLE_READING}
+          AND r.ts > f.lo AND r.ts <= f.ts AND r.id <= f.id
+        LIMIT %(cap)s
+    ) AS capped
+)
+FROM unnest(%(ids)s::bigint[], %(cps)s::text[], %(los)s::timestamptz[], %(tss)s::timestamptz[])
+    AS f(id, cp, lo, ts)
+"""
+RECENT_IMPLAUSIBLE_SQLITE = f"""
+WITH f(id, cp, lo, ts) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]')
+    FROM json_each(?2)
+)
+SELECT f.id, (
+    SELECT count(*) FROM (
+        SELECT 1 FROM reading
+        WHERE checkpoint_id = f.cp AND {IMPLAUSIBLE_READING}
+          AND ts > f.lo AND ts <= f.ts AND id <= f.id
+        LIMIT ?1
+    )
+)
+FROM f
+"""
+
+
 def recent_implausible_query(fact: ReadingFact) -> Any:
+    """The count of recent_implausible_counts for one reading."""
     c = reading_t.c
     recent = (
         select(literal(1))

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, select
 
+from services.alerts.bulk import insert_rows
 from services.core.models.alerts import (
     SEVERITY_RANK,
     AlertEvent,
@@ -193,13 +194,5 @@ def enqueue_alerts(
             )
             for channel, route_id in targets
         ]
-    conn.execute(insert_many(outbox_t), rows)
+    insert_rows(conn, outbox_t, rows)
     return len(rows)
-
-
-def insert_many(table: Table) -> Any:
-    """An INSERT for many rows sent as multi-row VALUES: asking for the ids makes
-    SQLAlchemy page the rows into one statement per ~1,000 ("insertmanyvalues"), where a
-    plain executemany has psycopg run one INSERT per row (446 ms for a pass's ~1,000
-    outbox rows on PostgreSQL under issue 19's stuck clock, 2026-12-02 13:52 UTC)."""
-    return insert(table).returning(table.c.id)

@@ -1,10 +1,10 @@
 """Raising findings as alerts, a whole batch at a time, in the caller's transaction.
 
 The statements do not grow in number with the batch: one silence look-up for all its
-checkpoints, one upsert of every distinct dedup key (an executemany that SQLAlchemy
-sends as multi-row `INSERT ... ON CONFLICT (open_key) ... RETURNING`, on SQLite and
-PostgreSQL alike), one insert of the history rows and two statements for the outbox
-(outbox.enqueue_alerts: the routes, the rows). The unique index on `open_key` still
+checkpoints, one upsert of every distinct dedup key (`INSERT ... ON CONFLICT (open_key)
+... RETURNING`: from arrays on PostgreSQL, multi-row VALUES on SQLite; bulk.py), one
+insert of the history rows and two statements for the outbox (outbox.enqueue_alerts:
+the routes, the rows). The unique index on `open_key` still
 decides between two workers: an alert another worker opened meanwhile comes back from
 the upsert as a repeat, never as a second alert.
 
@@ -22,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
+from services.alerts.bulk import insert_rows, upsert_rows
 from services.alerts.event_rules import Finding
-from services.alerts.outbox import enqueue_alerts, insert_many
+from services.alerts.outbox import enqueue_alerts
 from services.core.models.alerts import SEVERITY_RANK, AlertEvent, AlertStatus, Severity
-from services.core.tables import alert_t, dialect_insert, history_t, silence_t
+from services.core.tables import alert_t, history_t, silence_t
 
 SYSTEM = "system"
 # what a newly inserted alert holds besides new_alert_row's values and its id
@@ -120,24 +121,17 @@ def raise_findings(
         silence_id = silences.get((first.checkpoint_id, first.site_id))
         delay = escalate_after(first.severity)
         rows.append(new_alert_row(first, now, delay, silence_id, counts[key]))
-    upsert = dialect_insert(conn, alert_t)
-    if repeat:
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["open_key"],
-            set_={
-                "occurrences": alert_t.c.occurrences + upsert.excluded.occurrences,
-                "last_seen_at": upsert.excluded.last_seen_at,
-            },
-        )
-    else:
-        upsert = upsert.on_conflict_do_nothing(index_elements=["open_key"])
     inserted = {row["open_key"]: row for row in rows}
-    c = alert_t.c
     stored = {
         row.open_key: row
-        for row in conn.execute(
-            upsert.returning(c.id, c.open_key, c.occurrences, c.silenced, c.status, c.severity),
+        for row in upsert_rows(
+            conn,
+            alert_t,
             rows,
+            "open_key",
+            add=("occurrences",) if repeat else (),
+            replace=("last_seen_at",) if repeat else (),
+            returning=("id", "open_key", "occurrences", "silenced", "status", "severity"),
         )
     }
     results: list[Raised | None] = [None] * len(findings)
@@ -165,7 +159,7 @@ def raise_findings(
                 history.append(history_row(alert_id, AlertEvent.REPEATED, row.status, now, note))
             results[index] = Raised(alert_id, created and n == 0, silenced)
     if history:
-        conn.execute(insert_many(history_t), history)
+        insert_rows(conn, history_t, history)
     # the most severe first: the deliverer sends in outbox id order
     queued = [alert_id for _, alert_id in sorted(opened)]
     enqueue_alerts(conn, queued, AlertEvent.OPENED, now, known=new)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 
+from services.alerts.bulk import insert_rows
 from services.alerts.event_rules import Finding
-from services.alerts.outbox import enqueue
-from services.alerts.raising import SYSTEM, Raised, active_silences, raise_findings
+from services.alerts.outbox import enqueue_alerts
+from services.alerts.raising import SYSTEM, Raised, active_silences, history_row, raise_findings
 from services.core.models.alerts import (
     AlertEvent,
     AlertStatus,
@@ -81,10 +82,13 @@ def resolve_open(
         )
         .returning(alert_t.c.id, alert_t.c.silenced)
     ).all()
-    for alert_id, silenced in rows:
-        add_history(conn, alert_id, AlertEvent.RESOLVED, "resolved", now, actor, outcome)
-        if not silenced:
-            enqueue(conn, alert_id, AlertEvent.RESOLVED, now)
+    # the history and outbox rows of all of them in three statements, not four per alert
+    insert_rows(
+        conn,
+        history_t,
+        [history_row(r[0], AlertEvent.RESOLVED, "resolved", now, outcome, actor) for r in rows],
+    )
+    enqueue_alerts(conn, [r[0] for r in rows if not r[1]], AlertEvent.RESOLVED, now)
     return [int(r[0]) for r in rows]
 
 
@@ -97,13 +101,40 @@ def resolve_keys(
 
 
 def open_alerts_of(conn: Connection, types: list[str]) -> list[Any]:
-    return list(
-        conn.execute(
-            select(alert_t).where(
-                alert_t.c.type.in_(types), alert_t.c.status != AlertStatus.RESOLVED.value
+    """Unresolved alerts of these types. An unresolved alert's `open_key` is its dedup
+    key, `type|checkpoint|subject`, so where text sorts byte by byte the open alerts of
+    a type are one range of the unique index on open_key: read through it, not through
+    the whole table and its history of resolved alerts (the re-check looks for open
+    fevers on every batch of readings; the timed rules for their types on every tick)."""
+    where = [alert_t.c.type.in_(types), alert_t.c.status != AlertStatus.RESOLVED.value]
+    if byte_ordered(conn):
+        # "|" is followed by "}" in ASCII: [type|, type}) holds every key type|...
+        where.append(
+            or_(
+                *(and_(alert_t.c.open_key >= f"{t}|", alert_t.c.open_key < f"{t}}}") for t in types)
             )
-        ).all()
-    )
+        )
+    return list(conn.execute(select(alert_t).where(*where)).all())
+
+
+_BYTE_ORDERED: dict[str, bool] = {}
+# collations that compare ASCII text byte by byte (under e.g. en_US.UTF-8 punctuation
+# weighs less than letters, and a prefix is no range)
+BYTE_ORDER_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})
+
+
+def byte_ordered(conn: Connection) -> bool:
+    """Does the database compare text byte by byte? SQLite (BINARY) does; PostgreSQL
+    when its collation is C (asked once per database)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    url = conn.engine.url.render_as_string(hide_password=True)
+    if url not in _BYTE_ORDERED:
+        collation = conn.exec_driver_sql(
+            "SELECT datcollate FROM pg_database WHERE datname = current_database()"
+        ).scalar()
+        _BYTE_ORDERED[url] = collation in BYTE_ORDER_COLLATIONS
+    return _BYTE_ORDERED[url]
 
 
 def escalate_due(conn: Connection, now: datetime, delays: Any) -> list[int]:
@@ -115,28 +146,38 @@ def escalate_due(conn: Connection, now: datetime, delays: Any) -> list[int]:
             alert_t.c.silenced.is_(False),
         )
     ).all()
-    escalated = []
-    for alert_id, severity in due:
-        row = conn.execute(
+    if not due:
+        return []
+    # one guarded UPDATE for all of them (a flood of alerts comes due together), the
+    # next time by severity; an alert acknowledged or resolved meanwhile is left out
+    next_at = case(
+        *((alert_t.c.severity == sev, now + delays(sev)) for sev in sorted({r[1] for r in due})),
+        else_=alert_t.c.next_escalation_at,
+    )
+    levels: dict[int, int] = dict(
+        conn.execute(
             update(alert_t)
             .where(
                 and_(
-                    alert_t.c.id == alert_id,
+                    alert_t.c.id.in_([r[0] for r in due]),
                     alert_t.c.status == AlertStatus.OPEN.value,
                     alert_t.c.next_escalation_at <= now,
                 )
             )
-            .values(
-                escalation_level=alert_t.c.escalation_level + 1,
-                next_escalation_at=now + delays(severity),
-            )
-            .returning(alert_t.c.escalation_level)
-        ).first()
-        if row is None:
-            continue  # acknowledged or resolved meanwhile
-        add_history(conn, alert_id, AlertEvent.ESCALATED, "open", now, note=f"level {row[0]}")
-        enqueue(conn, alert_id, AlertEvent.ESCALATED, now)
-        escalated.append(int(alert_id))
+            .values(escalation_level=alert_t.c.escalation_level + 1, next_escalation_at=next_at)
+            .returning(alert_t.c.id, alert_t.c.escalation_level)
+        ).all()
+    )
+    escalated = [int(alert_id) for alert_id, _ in due if alert_id in levels]
+    insert_rows(
+        conn,
+        history_t,
+        [
+            history_row(a, AlertEvent.ESCALATED, "open", now, f"level {levels[a]}")
+            for a in escalated
+        ],
+    )
+    enqueue_alerts(conn, escalated, AlertEvent.ESCALATED, now)
     return escalated
 
 

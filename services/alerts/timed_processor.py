@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from services.alerts import store
+from services.alerts.bulk import plans_for_now
 from services.alerts.event_processor import passage_fact
 from services.alerts.event_rules import CONDITION_TYPES, SENSOR_FAULT_WINDOW, AlertType
+from services.alerts.raising import raise_findings
 from services.alerts.roster_timers import with_roster
 from services.alerts.screening_timers import screening_pass
 from services.alerts.silence import record_silences
@@ -36,6 +38,7 @@ from services.core.tables import checkpoint_t, passage_t, presence_t, reading_t,
 log = logging.getLogger(__name__)
 
 UNSCREENED_WATERMARK = "unscreened"
+SCREENED_PER_QUERY = 1000  # passage ids in one look-up of screened_passages
 RESOLVED_BY = {
     AlertType.STAFFING_GAP: "staff_on_duty",
     AlertType.DEVICE_OFFLINE: "device_online",
@@ -97,6 +100,21 @@ def _aware(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def screened_passages(conn: Connection, passage_ids: list[int]) -> set[int]:
+    """Those of the passages that are screened, by primary key, a chunk at a time."""
+    screened: set[int] = set()
+    for start in range(0, len(passage_ids), SCREENED_PER_QUERY):
+        chunk = passage_ids[start : start + SCREENED_PER_QUERY]
+        screened.update(
+            conn.execute(
+                select(passage_t.c.id).where(
+                    passage_t.c.id.in_(chunk), passage_t.c.screened.is_(True)
+                )
+            ).scalars()
+        )
+    return screened
+
+
 @dataclass
 class Timers:
     engine: Engine
@@ -111,6 +129,7 @@ class Timers:
         report = TimerReport()
         try:
             with self.engine.begin() as conn:
+                plans_for_now(conn)
                 self._conditions(conn, now, report)
                 report.opened += screening_pass(
                     conn, now, self.thresholds.screening, self._match_after(), self._raise
@@ -180,26 +199,34 @@ class Timers:
             .limit(self.batch_size)
         ).all()
         last = wm["last_id"]
+        findings = []
         for row in rows:
             fact = passage_fact(row)
             if not screening_due(fact, now, self.thresholds.screening_window):
                 break
             finding = unscreened(fact)
             if finding is not None:
-                raised = self._raise(conn, finding, now, repeat=True)
-                if raised is not None and raised.created:
-                    report.opened.append(raised.alert_id)
+                findings.append(finding)
             last = row.id
+        # raised as one batch (raising.py): the same alerts as one by one, in a few
+        # statements however many passages came due (a flood of strangers: a thousand)
+        raised = raise_findings(
+            conn, findings, now, lambda severity: escalation_delay(severity, self.thresholds)
+        )
+        report.opened += [r.alert_id for r in raised if r is not None and r.created]
         if last != wm["last_id"]:
             advance_watermark(conn, wm, now, last)
-        # screened late after all (a delayed reading): nothing left to do
-        for alert in store.open_alerts_of(conn, [AlertType.UNSCREENED_PASSAGE.value]):
-            passage_id = (alert.details or {}).get("passage_id")
-            screened = conn.execute(
-                select(passage_t.c.screened).where(passage_t.c.id == passage_id)
-            ).scalar()
-            if screened:
-                report.resolved += store.resolve_keys(conn, [alert.open_key], now, "screened_late")
+        # screened late after all (a delayed reading): nothing left to do. One look-up
+        # per SCREENED_PER_QUERY open alerts, not one per alert: a flood of strangers'
+        # passages keeps thousands of them open, and this runs on every tick
+        waiting = [
+            (alert.open_key, (alert.details or {}).get("passage_id"))
+            for alert in store.open_alerts_of(conn, [AlertType.UNSCREENED_PASSAGE.value])
+        ]
+        screened = screened_passages(conn, [p for _, p in waiting if p is not None])
+        late = [key for key, passage_id in waiting if passage_id in screened]
+        if late:
+            report.resolved += store.resolve_keys(conn, late, now, "screened_late")
 
     def _supervision(self, conn: Connection, now: datetime, report: TimerReport) -> None:
         """Overdue rectifications, resumed enterprises not checked that day."""
