@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, select, update
 
 from services.alerts.bulk import insert_rows
 from services.alerts.event_rules import Finding
@@ -101,40 +101,15 @@ def resolve_keys(
 
 
 def open_alerts_of(conn: Connection, types: list[str]) -> list[Any]:
-    """Unresolved alerts of these types. An unresolved alert's `open_key` is its dedup
-    key, `type|checkpoint|subject`, so where text sorts byte by byte the open alerts of
-    a type are one range of the unique index on open_key: read through it, not through
-    the whole table and its history of resolved alerts (the re-check looks for open
-    fevers on every batch of readings; the timed rules for their types on every tick)."""
-    where = [alert_t.c.type.in_(types), alert_t.c.status != AlertStatus.RESOLVED.value]
-    if byte_ordered(conn):
-        # "|" is followed by "}" in ASCII: [type|, type}) holds every key type|...
-        where.append(
-            or_(
-                *(and_(alert_t.c.open_key >= f"{t}|", alert_t.c.open_key < f"{t}}}") for t in types)
-            )
-        )
-    return list(conn.execute(select(alert_t).where(*where)).all())
-
-
-_BYTE_ORDERED: dict[str, bool] = {}
-# collations that compare ASCII text byte by byte (under e.g. en_US.UTF-8 punctuation
-# weighs less than letters, and a prefix is no range)
-BYTE_ORDER_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})
-
-
-def byte_ordered(conn: Connection) -> bool:
-    """Does the database compare text byte by byte? SQLite (BINARY) does; PostgreSQL
-    when its collation is C (asked once per database)."""
-    if conn.dialect.name != "postgresql":
-        return True
-    url = conn.engine.url.render_as_string(hide_password=True)
-    if url not in _BYTE_ORDERED:
-        collation = conn.exec_driver_sql(
-            "SELECT datcollate FROM pg_database WHERE datname = current_database()"
-        ).scalar()
-        _BYTE_ORDERED[url] = collation in BYTE_ORDER_COLLATIONS
-    return _BYTE_ORDERED[url]
+    """Unresolved alerts of these types, read through the partial index of open alerts
+    (`ix_alert_open_type`), not through the whole table and its history of resolved
+    alerts (the re-check looks for open fevers on every batch of readings; the timed
+    rules for their types on every tick)."""
+    return list(
+        conn.execute(
+            select(alert_t).where(alert_t.c.type.in_(types), alert_t.c.open_key.is_not(None))
+        ).all()
+    )
 
 
 def escalate_due(conn: Connection, now: datetime, delays: Any) -> list[int]:

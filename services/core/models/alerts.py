@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UTCDateTime, utcnow
@@ -51,6 +51,8 @@ class Severity(StrEnum):
     def rank(self) -> int:
         return SEVERITY_RANK[self]
 
+
+OPEN_ALERT = "open_key IS NOT NULL"  # open or acknowledged: not resolved
 
 SEVERITY_RANK = {Severity.WARNING: 1, Severity.MAJOR: 2, Severity.CRITICAL: 3}
 
@@ -93,6 +95,14 @@ class Alert(AlertBase, table=True):
         Index("ix_alert_status_escalation", "status", "next_escalation_at"),
         Index("ix_alert_cp_opened", "checkpoint_id", "opened_at"),
         Index("ix_alert_opened", "opened_at"),
+        # the open alerts of a type (open fevers on every batch of readings, the timed
+        # rules' types every tick), never the history of resolved ones
+        Index(
+            "ix_alert_open_type",
+            "type",
+            sqlite_where=text(OPEN_ALERT),
+            postgresql_where=text(OPEN_ALERT),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=_big_pk())
