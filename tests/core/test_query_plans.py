@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, event
 from services.alerts.event_processor import Processor
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
+from services.ingest import bulk
 from services.ingest.matching import Seek
 from services.ingest.parse import Accepted, Inbound, parse_inbound
 from services.ingest.rules import OpenPassage, OpenReading
@@ -59,10 +60,26 @@ def explained(conn: Connection) -> Iterator[list[str]]:
         rows = cursor.fetchall()
         plans.append("\n".join(str(row[0] if postgres else row[-1]) for row in rows))
 
+    class ExplainingCursor:
+        """Ingest's hot path runs on the driver's cursor (`bulk.run`), under SQLAlchemy."""
+
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, statement: str, parameters: Any = ()) -> Any:
+            explain(None, self._cursor, statement, parameters)
+            return self._cursor.execute(statement, parameters)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    driver_cursor = bulk._cursor
     event.listen(conn, "before_cursor_execute", explain)
+    bulk._cursor = lambda c: ExplainingCursor(driver_cursor(c))
     try:
         yield plans
     finally:
+        bulk._cursor = driver_cursor
         event.remove(conn, "before_cursor_execute", explain)
 
 
