@@ -127,6 +127,10 @@ class LoadedLane:
             return self.starts[i], self.ends[i]
         return None
 
+    def covers(self, *keys: Key) -> bool:
+        """Whether every key lies in a range read completely."""
+        return all(self._span_at(key) is not None for key in keys)
+
     def _read_more(self, seek: Seek, want: int) -> None:
         limit = min(MAX_READ, max(self.next_read, want + FIRST_READ))
         self.next_read = min(MAX_READ, self.next_read * 2)
@@ -247,6 +251,35 @@ class Matcher:
             self.cost.rows += len(rows)
             self._lane(of_passages, seek.lane).add(seek, rows, FIRST_READ)
 
+    def _read_lanes(self, of_passages: bool, points: list[tuple[Lane, datetime]]) -> None:
+        """A dense window: per lane, the partners between its first and last seeker (and
+        a few past the last) in one ordered read, plus a few before the first: two
+        statements for the batch, about as many rows as the lanes hold between their
+        seekers. A read cut off by its LIMIT still covers what it returned; the seekers
+        past it are prefetched on their own."""
+        per_lane: dict[Lane, list[datetime]] = {}
+        for lane, ts in points:
+            per_lane.setdefault(lane, []).append(ts)
+        ranges = sorted((lane, min(stamps), max(stamps)) for lane, stamps in per_lane.items())
+        limit = SPAN_READ * max(len(stamps) for stamps in per_lane.values()) + FIRST_READ
+        source = self._sources[of_passages]
+        for seeks, read_limit in (
+            ([Seek(lane, (a, BELOW), b + self.window, True) for lane, a, b in ranges], limit),
+            ([Seek(lane, (a, BELOW), a - self.window, False) for lane, a, _ in ranges], FIRST_READ),
+        ):
+            results = source.read(seeks, read_limit)
+            self.cost.reads += 1
+            for seek, rows in zip(seeks, results, strict=True):
+                self.cost.rows += len(rows)
+                self._lane(of_passages, seek.lane).add(seek, rows, read_limit)
+        uncovered = [
+            (lane, ts)
+            for lane, ts in points
+            if not self._lane(of_passages, lane).covers((ts, BELOW), (ts, 0))
+        ]
+        if uncovered:
+            self._prefetch(of_passages, uncovered)
+
     def _read_span(self, of_passages: bool, points: list[tuple[Lane, datetime]]) -> bool:
         """The common case, a sparse window: one bounded read of everything the seekers
         could pair with. False when it holds too many (then each seeker reads its own)."""
@@ -309,7 +342,7 @@ class Matcher:
         for of_readings in (True, False):
             points = [(lane, ts) for (kind, lane, ts) in groups if kind is of_readings]
             if points and not self._read_span(of_readings, points):
-                self._prefetch(of_readings, points)
+                self._read_lanes(of_readings, points)
         heap: list[tuple[EdgeKey, int, _Seekers, Item, Item]] = []
         for n, group in enumerate(groups.values()):
             group.members.sort(key=lambda item: item.id)
