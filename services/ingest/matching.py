@@ -97,12 +97,15 @@ class LoadedLane:
     starts: list[Key] = field(default_factory=list)
     ends: list[Key] = field(default_factory=list)
     next_read: int = FIRST_READ
+    # new items of this batch that seek partners themselves: not partners here (the
+    # pairs between two new items are searched from one side only, see `match`)
+    hidden: set[int] = field(default_factory=set)
 
     def add(self, seek: Seek, rows: list[Item], limit: int) -> None:
         for item in rows:
             if item.id not in self.items:
                 self.items[item.id] = item
-                if item.id not in self.taken:
+                if item.id not in self.taken and item.id not in self.hidden:
                     insort(self.free, key_of(item))
         if seek.ascending:
             end = key_of(rows[-1]) if len(rows) == limit else (seek.bound, ABOVE)
@@ -223,12 +226,17 @@ class Matcher:
         self._sources = {True: passages, False: readings}  # keyed by "partners are passages"
         self._taken = {True: taken_passages, False: taken_readings}
         self._lanes: dict[tuple[bool, Lane], LoadedLane] = {}
+        self._hidden: dict[bool, set[int]] = {True: set(), False: set()}
 
     def _lane(self, of_passages: bool, lane: Lane) -> LoadedLane:
         loaded = self._lanes.get((of_passages, lane))
         if loaded is None:
             loaded = LoadedLane(
-                lane, self._sources[of_passages], self._taken[of_passages], self.cost
+                lane,
+                self._sources[of_passages],
+                self._taken[of_passages],
+                self.cost,
+                hidden=self._hidden[of_passages],
             )
             self._lanes[(of_passages, lane)] = loaded
         return loaded
@@ -331,6 +339,13 @@ class Matcher:
         taken_p, taken_r = self._taken[True], self._taken[False]
         free_r = [r for r in readings if r.id not in taken_r]
         free_p = [p for p in passages if p.id not in taken_p]
+        # a pair of two new items needs one side to find it, not both: the side with
+        # fewer seekers does (the other does not see them as partners), which spares the
+        # heap the entries, and the searches again, of the many whose partner was taken.
+        # Every pair still has a seeker that looks for it, so the greedy is unchanged.
+        fewer_readings = len(free_r) <= len(free_p)
+        hide = free_r if fewer_readings else free_p
+        self._hidden[not fewer_readings].update(item.id for item in hide)
         # seekers at one time in one lane share their candidates (a stuck clock): one
         # heap entry for all of them, so their contention costs no more than one seeker
         groups: dict[tuple[bool, Lane, datetime], _Seekers] = {}
