@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import Connection, Engine, event
@@ -22,6 +23,7 @@ from sqlalchemy import Connection, Engine, event
 from services.alerts.event_processor import Processor
 from services.core.db import utcnow
 from services.core.demo import DemoCommunity
+from services.ingest import bulk
 from services.ingest.matching import Seek
 from services.ingest.parse import Accepted, Inbound, parse_inbound
 from services.ingest.rules import OpenPassage, OpenReading
@@ -30,6 +32,7 @@ from services.ingest.store import load_registry
 from tests.support.env import TEST_SECRET
 
 BIG_TABLES = ("passage", "reading")
+driver_cursor = bulk._cursor
 
 
 @pytest.fixture
@@ -59,9 +62,24 @@ def explained(conn: Connection) -> Iterator[list[str]]:
         rows = cursor.fetchall()
         plans.append("\n".join(str(row[0] if postgres else row[-1]) for row in rows))
 
+    class Explaining:
+        """A driver cursor that explains each statement first: ingest's batch statements
+        run on the driver's cursor (`bulk.run`), below SQLAlchemy's events."""
+
+        def __init__(self, cursor: Any) -> None:
+            self.cursor = cursor
+
+        def execute(self, statement: str, parameters: Any = ()) -> Any:
+            explain(conn, self.cursor, statement, parameters)
+            return self.cursor.execute(statement, parameters)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.cursor, name)
+
     event.listen(conn, "before_cursor_execute", explain)
     try:
-        yield plans
+        with patch.object(bulk, "_cursor", lambda c: Explaining(driver_cursor(c))):
+            yield plans
     finally:
         event.remove(conn, "before_cursor_execute", explain)
 
