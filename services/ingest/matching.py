@@ -97,12 +97,15 @@ class LoadedLane:
     starts: list[Key] = field(default_factory=list)
     ends: list[Key] = field(default_factory=list)
     next_read: int = FIRST_READ
+    # new items of this batch that seek partners themselves: not partners here (the
+    # pairs between two new items are searched from one side only, see `match`)
+    hidden: set[int] = field(default_factory=set)
 
     def add(self, seek: Seek, rows: list[Item], limit: int) -> None:
         for item in rows:
             if item.id not in self.items:
                 self.items[item.id] = item
-                if item.id not in self.taken:
+                if item.id not in self.taken and item.id not in self.hidden:
                     insort(self.free, key_of(item))
         if seek.ascending:
             end = key_of(rows[-1]) if len(rows) == limit else (seek.bound, ABOVE)
@@ -126,6 +129,10 @@ class LoadedLane:
         if i >= 0 and key <= self.ends[i]:
             return self.starts[i], self.ends[i]
         return None
+
+    def covers(self, *keys: Key) -> bool:
+        """Whether every key lies in a range read completely."""
+        return all(self._span_at(key) is not None for key in keys)
 
     def _read_more(self, seek: Seek, want: int) -> None:
         limit = min(MAX_READ, max(self.next_read, want + FIRST_READ))
@@ -219,12 +226,17 @@ class Matcher:
         self._sources = {True: passages, False: readings}  # keyed by "partners are passages"
         self._taken = {True: taken_passages, False: taken_readings}
         self._lanes: dict[tuple[bool, Lane], LoadedLane] = {}
+        self._hidden: dict[bool, set[int]] = {True: set(), False: set()}
 
     def _lane(self, of_passages: bool, lane: Lane) -> LoadedLane:
         loaded = self._lanes.get((of_passages, lane))
         if loaded is None:
             loaded = LoadedLane(
-                lane, self._sources[of_passages], self._taken[of_passages], self.cost
+                lane,
+                self._sources[of_passages],
+                self._taken[of_passages],
+                self.cost,
+                hidden=self._hidden[of_passages],
             )
             self._lanes[(of_passages, lane)] = loaded
         return loaded
@@ -246,6 +258,35 @@ class Matcher:
         for seek, rows in zip(seeks, results, strict=True):
             self.cost.rows += len(rows)
             self._lane(of_passages, seek.lane).add(seek, rows, FIRST_READ)
+
+    def _read_lanes(self, of_passages: bool, points: list[tuple[Lane, datetime]]) -> None:
+        """A dense window: per lane, the partners between its first and last seeker (and
+        a few past the last) in one ordered read, plus a few before the first: two
+        statements for the batch, about as many rows as the lanes hold between their
+        seekers. A read cut off by its LIMIT still covers what it returned; the seekers
+        past it are prefetched on their own."""
+        per_lane: dict[Lane, list[datetime]] = {}
+        for lane, ts in points:
+            per_lane.setdefault(lane, []).append(ts)
+        ranges = sorted((lane, min(stamps), max(stamps)) for lane, stamps in per_lane.items())
+        limit = SPAN_READ * max(len(stamps) for stamps in per_lane.values()) + FIRST_READ
+        source = self._sources[of_passages]
+        for seeks, read_limit in (
+            ([Seek(lane, (a, BELOW), b + self.window, True) for lane, a, b in ranges], limit),
+            ([Seek(lane, (a, BELOW), a - self.window, False) for lane, a, _ in ranges], FIRST_READ),
+        ):
+            results = source.read(seeks, read_limit)
+            self.cost.reads += 1
+            for seek, rows in zip(seeks, results, strict=True):
+                self.cost.rows += len(rows)
+                self._lane(of_passages, seek.lane).add(seek, rows, read_limit)
+        uncovered = [
+            (lane, ts)
+            for lane, ts in points
+            if not self._lane(of_passages, lane).covers((ts, BELOW), (ts, 0))
+        ]
+        if uncovered:
+            self._prefetch(of_passages, uncovered)
 
     def _read_span(self, of_passages: bool, points: list[tuple[Lane, datetime]]) -> bool:
         """The common case, a sparse window: one bounded read of everything the seekers
@@ -298,6 +339,13 @@ class Matcher:
         taken_p, taken_r = self._taken[True], self._taken[False]
         free_r = [r for r in readings if r.id not in taken_r]
         free_p = [p for p in passages if p.id not in taken_p]
+        # a pair of two new items needs one side to find it, not both: the side with
+        # fewer seekers does (the other does not see them as partners), which spares the
+        # heap the entries, and the searches again, of the many whose partner was taken.
+        # Every pair still has a seeker that looks for it, so the greedy is unchanged.
+        fewer_readings = len(free_r) <= len(free_p)
+        hide = free_r if fewer_readings else free_p
+        self._hidden[not fewer_readings].update(item.id for item in hide)
         # seekers at one time in one lane share their candidates (a stuck clock): one
         # heap entry for all of them, so their contention costs no more than one seeker
         groups: dict[tuple[bool, Lane, datetime], _Seekers] = {}
@@ -309,7 +357,7 @@ class Matcher:
         for of_readings in (True, False):
             points = [(lane, ts) for (kind, lane, ts) in groups if kind is of_readings]
             if points and not self._read_span(of_readings, points):
-                self._prefetch(of_readings, points)
+                self._read_lanes(of_readings, points)
         heap: list[tuple[EdgeKey, int, _Seekers, Item, Item]] = []
         for n, group in enumerate(groups.values()):
             group.members.sort(key=lambda item: item.id)

@@ -88,6 +88,32 @@ def test_matcher_equals_the_greedy_over_every_pair(seed: int) -> None:
     assert got == greedy_over_all_pairs(open_p, open_r, seekers=new)
 
 
+@pytest.mark.parametrize("seed", range(300))
+def test_a_window_too_full_to_read_whole_gives_the_greedy_pairs(seed: int) -> None:
+    """Every read per lane: between the seekers (cut off by its LIMIT when many stored
+    items lie there), before them, and each seeker's own; the pairs stay the greedy's."""
+    rng = random.Random(seed)
+    spread = rng.choice([0, 1, 5, 60])
+    lanes = [("cp-1", "in"), ("cp-1", "out"), ("cp-2", "in")][: rng.randint(1, 3)]
+
+    def at() -> dict[str, object]:
+        cp, direction = rng.choice(lanes)
+        return {"seconds": rng.randint(0, spread * 4) / 4, "cp": cp, "direction": direction}
+
+    passages = [passage(n, **at()) for n in range(1, rng.randint(2, 120))]  # type: ignore[arg-type]
+    readings = [reading(1000 + n, **at()) for n in range(rng.randint(1, 60))]  # type: ignore[arg-type]
+    everyone = [*passages, *readings]
+    new = {item.id for item in rng.sample(everyone, k=rng.randint(1, min(12, len(everyone))))}
+    stored_p = [p for p in passages if p.id not in new]
+    stored_r = [r for r in readings if r.id not in new]
+    already = greedy_over_all_pairs(stored_p, stored_r)
+    open_p = [p for p in passages if p.id not in {pid for pid, _ in already}]
+    open_r = [r for r in readings if r.id not in {rid for _, rid in already}]
+    matcher = Matcher(SeeksOnly(open_p), SeeksOnly(open_r), WINDOW, set(), set())
+    got = set(matcher.match([r for r in open_r if r.id in new], [p for p in open_p if p.id in new]))
+    assert got == greedy_over_all_pairs(open_p, open_r, seekers=new)
+
+
 def test_a_later_passage_closer_to_a_reading_wins_over_a_stored_one() -> None:
     stored = [passage(1, 0)]
     new_passage, new_reading = passage(2, 19), reading(9, 20)
@@ -119,3 +145,41 @@ def test_cost_per_message_is_flat_as_the_window_fills(spread_s: float) -> None:
     # the same work per message with 100x as many open passages in the window
     assert costs[100_000] <= costs[1_000] * 1.1, costs
     assert costs[100_000] <= 4 * FIRST_READ + 4, costs
+
+
+def dense_batch_cost(stored: int, batch: int = 600) -> tuple[int, float, float]:
+    """(statements, rows read and heap steps per message) for a batch of new passages and
+    readings (two to one) in 8 lanes, just after `stored` open passages within 5 s: the
+    dense load."""
+    rng = random.Random(1)
+    lanes = [(f"cp-{c}", d) for c in range(4) for d in ("in", "out")]
+    old = [passage(n, 5 * n / stored, *rng.choice(lanes)) for n in range(1, stored + 1)]
+    new_p, new_r = [], []
+    for n in range(batch):
+        seconds, lane = 5 + 0.1 * n / batch, rng.choice(lanes)
+        if n % 3 == 2:
+            new_r.append(reading(10**7 + n, seconds, *lane))
+        else:
+            new_p.append(passage(10**7 + n, seconds, *lane))
+    matcher = Matcher(SortedPartners([*old, *new_p]), SortedPartners(new_r), WINDOW, set(), set())
+    assert len(matcher.match(new_r, new_p)) == len(new_r)
+    return matcher.cost.reads, matcher.cost.rows / batch, matcher.cost.steps / batch
+
+
+@pytest.mark.parametrize("stored", [10_000, 100_000])
+def test_a_dense_batch_reads_each_lane_once_not_each_seeker(stored: int) -> None:
+    # the window is too full to read whole: the partners between the lane's seekers come
+    # in one ordered read per lane (a per-seeker prefetch read 4 rows a seeker and then
+    # read again for each seeker whose few were taken: 8-9 statements, 3.1 rows/message)
+    reads, rows, _steps = dense_batch_cost(stored)
+    assert reads <= 4, reads  # a span try per side, the lane reads (2) for the readings
+    assert rows <= 2.6, rows
+
+
+@pytest.mark.parametrize("stored", [10_000, 100_000])
+def test_a_pair_of_two_new_items_is_searched_from_one_side(stored: int) -> None:
+    # each new passage also searched the new readings: every reading claimed sent its
+    # other suitors back to the heap to search again (1.6 steps/message); now only the
+    # readings (the fewer) search the new passages
+    _reads, _rows, steps = dense_batch_cost(stored)
+    assert steps <= 0.6, steps
