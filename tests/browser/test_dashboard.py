@@ -153,10 +153,15 @@ def test_a_fever_published_over_mqtt_reaches_the_live_feed_and_is_acknowledged_a
         form.locator("input[name=note]").fill("送华侨城医院发热门诊")
         form.locator("input[name=decided_by]").fill("st-020-1")  # a fever is a case
         # another alert arrives while the officer is typing: the feed re-renders, and
-        # what was chosen and typed must survive it
+        # what was chosen and typed must survive it, in the same form (a click under
+        # way on a rebuilt form's button was lost: CI, 2026-12-02) with the focus kept
+        form.evaluate("f => { f.dataset.marker = 'kept' }")
+        form.locator("input[name=note]").focus()
         pipe.device.fever("cp-021", 38.2)
         page.locator(".feed-item[data-type=fever]").nth(1).wait_for(timeout=DEADLINE_MS)
         form = page.locator(".feed-item[data-type=fever] form.resolve-form")
+        assert form.get_attribute("data-marker") == "kept"
+        assert page.evaluate("document.activeElement.name") == "note"
         assert form.locator("input[name=note]").input_value() == "送华侨城医院发热门诊"
         form.locator("button[type=submit]").click()
         page.wait_for_selector(".feed-item[data-type=fever] form.resolve-form", state="detached")

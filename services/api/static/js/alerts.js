@@ -225,7 +225,11 @@ export class AlertFeed {
       this.list.replaceChildren(el("li", { class: "feed-empty" }, t("feed.empty")));
       return;
     }
+    // the open resolve form is moved into the new list, not rebuilt: a click or typing
+    // under way when an update arrives goes on in the same elements (focus restored)
+    const focused = this.formNode?.contains(document.activeElement) ? document.activeElement : null;
     this.list.replaceChildren(...items.map((alert) => this.item(alert)));
+    if (focused && focused.isConnected) focused.focus();
   }
 
   item(alert) {
@@ -262,8 +266,9 @@ export class AlertFeed {
   }
 
   resolveForm(alert) {
-    // the feed re-renders on every update: what the user chose and typed is kept in
-    // this.draft so a new alert arriving meanwhile does not wipe it
+    if (this.formNode?.dataset.alert === String(alert.id)) return this.formNode;
+    // what the user chose and typed is also kept in this.draft (a language switch
+    // rebuilds the form)
     const draft = this.draft;
     const outcome = el(
       "select",
@@ -277,10 +282,11 @@ export class AlertFeed {
     if (draft.outcome) outcome.value = draft.outcome;
     note.value = draft.note;
     if (decidedBy) decidedBy.value = draft.decidedBy || "";
-    return el(
+    this.formNode = el(
       "form",
       {
         class: "resolve-form",
+        dataset: { alert: alert.id },
         onsubmit: (event) => {
           event.preventDefault();
           this.resolve(alert.id, outcome.value, note.value.trim(), decidedBy ? decidedBy.value.trim() : null);
@@ -294,10 +300,18 @@ export class AlertFeed {
         el("button", { type: "button", onclick: () => this.openResolve(null) }, t("common.cancel")),
       ),
     );
+    return this.formNode;
+  }
+
+  relabel() {
+    // in the new language: the open resolve form is rebuilt (its draft kept)
+    this.formNode = null;
+    this.render();
   }
 
   openResolve(id) {
     this.resolving = id;
+    this.formNode = null;
     this.draft = { outcome: "", note: "" };
     this.render();
     this.list.querySelector(".resolve-form select")?.focus();
@@ -317,6 +331,7 @@ export class AlertFeed {
     try {
       const updated = await api.resolve(id, outcome, note, decidedBy);
       this.resolving = null;
+      this.formNode = null;
       this.store(updated);
       // the item leaves the feed: say so, or the click looks like it did nothing
       this.onDone(t("feed.resolved_ok", { what: this.headline(updated) }));

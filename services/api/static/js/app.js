@@ -284,7 +284,7 @@ function wire() {
     if (state.me) renderRole();
     drawBoard();
     feed.setMode(feed.mode);
-    feed.render();
+    feed.relabel();
     if (state.today) renderGauges($("#gauges-today"), state.today.total);
     if (state.range) renderGauges($("#gauges-range"), state.range.total);
     drawCharts();
