@@ -6,10 +6,9 @@ events, dead letters and roll-ups (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -31,7 +30,7 @@ from services.ingest.batch import BatchProcessor
 from services.ingest.parse import Inbound
 from tests.support.databases import fresh_database
 from tests.support.env import TEST_SECRET
-from tests.support.simulation import RATES, ingest_for_simulation, rows, settle
+from tests.support.simulation import RATES, ingest_for_simulation, last_morning, rows, settle
 
 pytestmark = pytest.mark.slow
 
@@ -53,18 +52,6 @@ STORED = {
 
 def stored(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     return {name: sorted(map(tuple, rows(engine, sql)), key=repr) for name, sql in STORED.items()}
-
-
-def last_morning(timezone: str) -> datetime:
-    """The latest 08:00 local that a two-hour history ending an hour ago can start at:
-    the morning peak, so the count of passages does not depend on when the test runs
-    (one started at 20:30 local had 367)."""
-    zone = ZoneInfo(timezone)
-    latest = datetime.now(zone) - timedelta(hours=3)
-    morning = latest.replace(hour=8, minute=0, second=0, microsecond=0)
-    if morning > latest:
-        morning -= timedelta(days=1)
-    return morning.astimezone(UTC)
 
 
 def simulation(community: DemoCommunity, settings: Settings, start: datetime) -> Simulation:
@@ -90,7 +77,7 @@ def test_a_direct_history_stores_what_the_broker_path_stores(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(ingest_session_expiry_s=60)
-    start = last_morning(settings.timezone)
+    start = last_morning(settings.timezone, 2)
     with ingest_for_simulation(settings, seeded_engine, small_community) as service:
         through_broker = simulation(small_community, settings, start).run()
         settle(seeded_engine, service, through_broker)

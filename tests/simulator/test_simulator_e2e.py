@@ -20,6 +20,7 @@ from services.ingest.service import IngestService
 from tests.support.simulation import (
     RATES,
     ingest_for_simulation,
+    last_morning,
     rows,
     run_scenario,
     scalar,
@@ -66,7 +67,8 @@ def test_the_database_matches_the_manifest_exactly(
     settings: Settings,
     small_community: DemoCommunity,
 ) -> None:
-    manifest = run_scenario(small_community, settings, "unregistered-wave")
+    start = last_morning(settings.timezone, 3)  # every incident, at any hour of the run
+    manifest = run_scenario(small_community, settings, "unregistered-wave", start=start)
     settle(seeded_engine, ingest, manifest)
     engine, totals = seeded_engine, manifest["totals"]
     assert manifest["completed"] and manifest["unacknowledged"] == 0

@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
@@ -56,6 +58,17 @@ def ingest_for_simulation(
     # after ingest has gone: an empty retained message would be a dead letter to it
     checkpoint_ids = [cp.id for cp in community.checkpoints]
     clear_retained_status(settings.mqtt, settings.topic_prefix, checkpoint_ids)
+
+
+def last_morning(timezone: str, hours: float) -> datetime:
+    """The latest local 08:00 from which `hours` of simulation end at least an hour ago:
+    the morning peak, so what a run holds does not depend on when the test runs (a
+    night run had no borrowed pass; a history ending at 20:30 local, too few passages)."""
+    latest = datetime.now(ZoneInfo(timezone)) - timedelta(hours=hours + 1)
+    morning = latest.replace(hour=8, minute=0, second=0, microsecond=0)
+    if morning > latest:
+        morning -= timedelta(days=1)
+    return morning.astimezone(UTC)
 
 
 def run_scenario(
