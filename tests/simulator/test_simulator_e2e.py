@@ -151,7 +151,12 @@ def test_the_outage_backlog_is_stored_with_original_timestamps_and_nothing_lost(
 ) -> None:
     rates = replace(RATES, device_drop=0.0, clock_drift=0.0, duplicate=0.0)
     manifest = run_scenario(
-        small_community, settings, "broker-outage", passages_per_person_day=30.0, rates=rates
+        small_community,
+        settings,
+        "broker-outage",
+        passages_per_person_day=30.0,
+        rates=rates,
+        start=last_morning(settings.timezone, 3),
     )
     settle(seeded_engine, ingest, manifest)
     totals = manifest["totals"]
