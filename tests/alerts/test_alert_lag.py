@@ -7,7 +7,7 @@ rows a pass writes use the primary key however the alert table grew in the sessi
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -231,6 +231,21 @@ def test_open_alerts_of_a_type_are_read_through_the_partial_index_of_open_alerts
     assert in_index == 51  # the 150 resolved strangers left the index
 
 
+def plain_reading(checkpoint_id: str, msg_id: str, ts: datetime) -> dict[str, Any]:
+    """A normal outbound reading, received at T0."""
+    return {
+        "checkpoint_id": checkpoint_id,
+        "msg_id": msg_id,
+        "ts": ts,
+        "device_ts": T0,
+        "received_at": T0,
+        "direction": "out",
+        "temp_c": 36.5,
+        "fever": False,
+        "implausible": False,
+    }
+
+
 def test_lanes_with_recent_readings_are_found_by_one_probe_per_lane(
     seeded_engine: Engine,
 ) -> None:
@@ -239,32 +254,11 @@ def test_lanes_with_recent_readings_are_found_by_one_probe_per_lane(
         conn.execute(
             insert(reading_t),
             [
-                {
-                    "checkpoint_id": "cp-007",
-                    "msg_id": f"old-{n}",
-                    "ts": T0 - RECENT - timedelta(seconds=n + 1),  # stamped too early
-                    "device_ts": T0,
-                    "received_at": T0,
-                    "direction": "out",
-                    "temp_c": 36.5,
-                    "fever": False,
-                    "implausible": False,
-                }
+                # stamped too early
+                plain_reading("cp-007", f"old-{n}", T0 - RECENT - timedelta(seconds=n + 1))
                 for n in range(50)
             ]
-            + [
-                {
-                    "checkpoint_id": "cp-002",
-                    "msg_id": "recent-out",
-                    "ts": T0 - timedelta(seconds=30),
-                    "device_ts": T0,
-                    "received_at": T0,
-                    "direction": "out",
-                    "temp_c": 36.5,
-                    "fever": False,
-                    "implausible": False,
-                }
-            ],
+            + [plain_reading("cp-002", "recent-out", T0 - timedelta(seconds=30))],
         )
         found = {tuple(row) for row in conn.execute(recent_lanes(T0))}
         if conn.dialect.name == "postgresql":  # the plan with the table's statistics
