@@ -22,7 +22,7 @@ from services.core.models import Alert
 from services.core.settings import Settings
 from services.ingest.service import IngestService
 from tests.support import wait_until
-from tests.support.simulation import ingest_for_simulation, last_morning, run_scenario, settle
+from tests.support.simulation import ingest_for_simulation, run_scenario, settle
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +48,7 @@ def test_alerts_account_for_every_injected_incident(
     settings: Settings,
     small_community: DemoCommunity,
 ) -> None:
-    start = last_morning(settings.timezone, 3)  # a busy morning at any hour of the run
-    manifest = run_scenario(small_community, settings, scenario, start=start)
+    manifest = run_scenario(small_community, settings, scenario)
     settle(seeded_engine, ingest, manifest)
     alerts = AlertService(settings, seeded_engine)
     try:

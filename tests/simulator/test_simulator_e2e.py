@@ -20,7 +20,6 @@ from services.ingest.service import IngestService
 from tests.support.simulation import (
     RATES,
     ingest_for_simulation,
-    last_morning,
     rows,
     run_scenario,
     scalar,
@@ -67,8 +66,7 @@ def test_the_database_matches_the_manifest_exactly(
     settings: Settings,
     small_community: DemoCommunity,
 ) -> None:
-    start = last_morning(settings.timezone, 3)  # every incident, at any hour of the run
-    manifest = run_scenario(small_community, settings, "unregistered-wave", start=start)
+    manifest = run_scenario(small_community, settings, "unregistered-wave")
     settle(seeded_engine, ingest, manifest)
     engine, totals = seeded_engine, manifest["totals"]
     assert manifest["completed"] and manifest["unacknowledged"] == 0
@@ -156,7 +154,6 @@ def test_the_outage_backlog_is_stored_with_original_timestamps_and_nothing_lost(
         "broker-outage",
         passages_per_person_day=30.0,
         rates=rates,
-        start=last_morning(settings.timezone, 3),
     )
     settle(seeded_engine, ingest, manifest)
     totals = manifest["totals"]

@@ -74,11 +74,14 @@ def last_morning(timezone: str, hours: float) -> datetime:
 def run_scenario(
     community: DemoCommunity, settings: Settings, scenario: str, **values: Any
 ) -> dict[str, Any]:
+    duration_s = values.pop("duration_s", 3 * 3600)
+    # a busy morning, whatever the hour the test runs at
+    values.setdefault("start", last_morning(settings.timezone, duration_s / 3600))
     params = scenario_params(
         scenario,
         **{
             "seed": 21,
-            "duration_s": 3 * 3600,
+            "duration_s": duration_s,
             "speed": 0,
             "passages_per_person_day": 12.0,
             "heartbeat_s": 300.0,
